@@ -17,6 +17,7 @@ extensions = [
     "myst_nb",  # MyST markdown pages whose code cells run at build time
     "sphinx_design",  # tabs and grids
     "sphinx_copybutton",  # a copy button on every code block
+    "framework_tabs",  # cells tagged tab-pytorch/tab-linen/tab-nnx become synced tabs
     "api_links",  # API names link to the official docs, offline
     "strict_execution",  # a failing cell names its page, cell and error
 ]
