@@ -71,9 +71,8 @@ logger = logging.getLogger(__name__)
 FRAMEWORKS = {"pytorch": "PyTorch", "linen": "Flax Linen", "nnx": "Flax NNX"}
 TAG_PREFIX = "tab-"
 SYNC_GROUP = "framework"
-# framework-tabs.css styles the tab-sets; full-width is sphinx-book-theme's class for content that may
-# take the right margin (the stylesheet lets it do so in the side-by-side layout only).
-TAB_SET_CLASSES = ["sd-tab-set", "framework-tabs", "full-width"]
+# framework-tabs.css styles the tab-sets.
+TAB_SET_CLASSES = ["sd-tab-set", "framework-tabs"]
 STYLESHEET = Path(__file__).parents[1] / "_static" / "framework-tabs.css"
 
 
