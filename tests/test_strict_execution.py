@@ -1,21 +1,14 @@
 """The build's strictness really fires: a broken cell fails it, with a message that names the page."""
 
 import pytest
-from conftest import sphinx_build
-from strict_execution import describe_failure, find_cell_line
-
-FRONT_MATTER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-
-"""
+from conftest import FRONT_MATTER, sphinx_build
+from strict_execution import (
+    check_expected_error,
+    describe_failure,
+    find_cell_line,
+    raised_exception,
+    tag_problem,
+)
 
 
 def page(*cells: str, title: str = "A page") -> str:
@@ -25,7 +18,7 @@ def page(*cells: str, title: str = "A page") -> str:
 
 def index(*docnames: str) -> str:
     toctree = "\n".join(docnames)
-    return f"{FRONT_MATTER}# Home\n\n```{{toctree}}\n{toctree}\n```\n"
+    return f"{FRONT_MATTER}(home)=\n# Home\n\n```{{toctree}}\n{toctree}\n```\n"
 
 
 def nbclient_traceback(source: str, error: str) -> str:
@@ -126,3 +119,182 @@ def test_an_expected_error_is_allowed_but_must_happen(make_project):
         in (result.log)
     )
     assert result.log.count("ERROR") == 1, "the cell that did raise is fine"
+
+
+def test_a_parse_only_build_does_not_judge_expected_errors(make_project):
+    """nox -s lint reads the pages without running them: no cell output, so nothing to judge."""
+    result, _ = build(
+        make_project, ":tags: [raises-exception]\n1 / 0", options=["-D", "nb_execution_mode=off"]
+    )
+    assert result.returncode == 0, result.log
+
+
+def ipython_traceback(*chain: tuple[str, str]) -> str:
+    """An error output as MyST-NB puts it in the doctree: IPython's traceback, one block per link."""
+    blocks = [
+        f"{'-' * 75}\n{name:<42}Traceback (most recent call last)\nCell In[3], line 1\n----> 1 f()\n\n"
+        f"{name}: {message}"
+        for name, message in chain
+    ]
+    return "\n\nThe above exception was the direct cause of the following exception:\n\n".join(blocks)
+
+
+@pytest.mark.parametrize(
+    ("traceback", "name"),
+    [
+        (ipython_traceback(("ZeroDivisionError", "division by zero")), "ZeroDivisionError"),
+        (
+            ipython_traceback(("ModifyScopeVariableError", 'Cannot update variable "mean"')),
+            "ModifyScopeVariableError",
+        ),
+        (ipython_traceback(("KeyError", "'k'"), ("ValueError", "bad")), "ValueError"),  # the last link
+        (ipython_traceback(("ValueError", "line one\nKeyError: not the name")), "ValueError"),
+        (
+            f"{'-' * 75}\nAVeryLongExceptionNameWiderThanTheHeaderAllows_Traceback (most recent call last)\n"
+            "Cell In[4], line 1\n\nAVeryLongExceptionNameWiderThanTheHeaderAllows_: x",
+            "AVeryLongExceptionNameWiderThanTheHeaderAllows_",
+        ),
+        ("  Cell In[3], line 1\n    x = (\n         ^\nSyntaxError: incomplete input\n", "SyntaxError"),
+        ("\x1b[0;31mKeyError\x1b[0m: ", "KeyError"),
+        ("StopIteration", "StopIteration"),
+        ("the kernel said something else entirely\n", None),
+    ],
+    ids=[
+        "simple",
+        "flax",
+        "chained",
+        "message-lines",
+        "long-name",
+        "no-header",
+        "ansi",
+        "bare",
+        "unreadable",
+    ],
+)
+def test_raised_exception_is_read_from_the_error_output(traceback, name):
+    assert raised_exception(traceback) == name
+
+
+EXPECTED = "raises-exception"
+
+
+@pytest.mark.parametrize(
+    ("tags", "raised", "message"),
+    [
+        # no expectation: nothing to judge (a raising untagged cell fails the whole page elsewhere)
+        ([], None, None),
+        (["tab-nnx"], None, None),
+        # raises-exception alone: any exception, but one
+        ([EXPECTED], "ValueError", None),
+        ([EXPECTED], "", None),
+        (
+            [EXPECTED],
+            None,
+            "a cell tagged raises-exception ran without raising; fix the cell or remove the tag",
+        ),
+        # a named exception: that one only
+        ([EXPECTED, "raises:ValueError"], "ValueError", None),
+        (["raises:ValueError", "tab-linen", EXPECTED], "ValueError", None),
+        ([EXPECTED, "raises:KeyError", "raises:IndexError"], "IndexError", None),
+        (
+            [EXPECTED, "raises:ModifyScopeVariableError"],
+            "ValueError",
+            "a cell tagged raises:ModifyScopeVariableError raised ValueError, not ModifyScopeVariableError; "
+            "fix the cell, or if ValueError is now right, change the tag to raises:ValueError and the text "
+            "that describes the error",
+        ),
+        (
+            [EXPECTED, "raises:KeyError", "raises:IndexError"],
+            "TypeError",
+            "a cell tagged raises:KeyError raised TypeError, not KeyError or IndexError; fix the cell, or "
+            "if TypeError is now right, change the tag to raises:TypeError and the text that describes the "
+            "error",
+        ),
+        (
+            [EXPECTED, "raises:Exception"],  # the exact class: a base class does not match
+            "ValueError",
+            "a cell tagged raises:Exception raised ValueError, not Exception; fix the cell, or if ValueError "
+            "is now right, change the tag to raises:ValueError and the text that describes the error",
+        ),
+        (
+            [EXPECTED, "raises:ValueError"],
+            None,
+            "a cell tagged raises:ValueError ran without raising ValueError; fix the cell, or remove its "
+            "raises-exception and raises: tags and the text that describes the error",
+        ),
+        (
+            [EXPECTED, "raises:ValueError"],
+            "",
+            "a cell tagged raises:ValueError raised an exception whose type its output does not show",
+        ),
+        # the tags themselves
+        (
+            ["raises:ValueError"],
+            "ValueError",
+            "a cell tagged raises:ValueError must also be tagged raises-exception: that tag is what lets "
+            "the cell raise, in this build and in Jupyter",
+        ),
+        (
+            ["raises:ValueError"],
+            None,
+            "a cell tagged raises:ValueError must also be tagged raises-exception: that tag is what lets "
+            "the cell raise, in this build and in Jupyter",
+        ),
+        (
+            [EXPECTED, "raises:flax.errors.ModifyScopeVariableError"],
+            "ModifyScopeVariableError",
+            "the tag raises:flax.errors.ModifyScopeVariableError must name an exception class as the error "
+            "output shows it, without its module: e.g. raises:ModifyScopeVariableError",
+        ),
+        (
+            [EXPECTED, "raises:"],
+            "ValueError",
+            "the tag raises: must name an exception class as the error output shows it, without its "
+            "module: e.g. raises:ValueError",
+        ),
+    ],
+)
+def test_check_expected_error(tags, raised, message):
+    assert check_expected_error(tags, raised) == message
+
+
+def test_tag_problem_judges_the_tags_alone():
+    assert tag_problem([EXPECTED, "raises:ValueError"]) is None
+    assert tag_problem(["raises:ValueError"]).startswith(
+        "a cell tagged raises:ValueError must also be tagged"
+    )
+    assert tag_problem([]) is None
+
+
+def test_an_expected_error_of_another_type_fails_the_build_at_its_cell(make_project):
+    right = ":tags: [raises-exception, raises:ZeroDivisionError]\n1 / 0"
+    wrong = ":tags: [raises-exception, raises:KeyError]\n1 / 0"
+    quiet = ":tags: [raises-exception, raises:ValueError]\nx = 1"
+    untagged = ":tags: [raises:ValueError]\nx = 2"
+    result, project = build(make_project, right, wrong, quiet, untagged)
+    broken = project / "docs" / "broken.md"
+    assert result.returncode != 0
+    assert (
+        f"{broken}:22: ERROR: a cell tagged raises:KeyError raised ZeroDivisionError, not KeyError"
+        in result.log
+    )
+    assert f"{broken}:27: ERROR: a cell tagged raises:ValueError ran without raising ValueError" in result.log
+    assert (
+        f"{broken}:32: ERROR: a cell tagged raises:ValueError must also be tagged raises-exception"
+        in result.log
+    )
+    assert result.log.count("ERROR") == 3, "the cell that raised what it names is fine"
+
+
+def test_a_parse_only_build_still_checks_the_tags(make_project):
+    result, project = build(
+        make_project,
+        ":tags: [raises-exception, raises:ValueError]\nx = 1",
+        ":tags: [raises:ValueError]\nx = 2",
+        options=["-D", "nb_execution_mode=off"],
+    )
+    assert result.returncode != 0
+    assert (
+        f"{project / 'docs' / 'broken.md'}:22: ERROR: a cell tagged raises:ValueError must also" in result.log
+    )
+    assert result.log.count("ERROR") == 1, "without outputs, a cell that did not raise is not judged"
