@@ -11,6 +11,11 @@ sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 project = "Model state in JAX, Flax and PyTorch"
 author = "The project's contributors"
 copyright = "2026, the project's contributors"
+# The GitHub repository: every link to it (edit, issues, Colab notebooks) is derived from this name.
+REPOSITORY = "state-guide/model-state"
+BRANCH = "main"
+# The deploy workflow publishes each page's generated notebook there (.github/workflows/deploy.yml).
+NOTEBOOKS_BRANCH = "notebooks"
 
 # -- Extensions ------------------------------------------------------------
 extensions = [
@@ -20,6 +25,11 @@ extensions = [
     "framework_tabs",  # cells tagged tab-pytorch/tab-linen/tab-nnx become synced tabs
     "api_links",  # API names link to the official docs, offline
     "strict_execution",  # a failing cell names its page, cell and error
+    "page_rules",  # house rules: no unexecuted Python block, a label on every page, no .ipynb
+    "page_description",  # every page has its own meta description
+    "execution_footer",  # each executed page says when its outputs were produced, and with what
+    "reader_notebooks",  # each page as a notebook to download or open in Colab, with an install cell
+    "light_assets",  # no Font Awesome script, fonts cut to the icons shown, search scripts on search only
 ]
 
 # -- Strictness ------------------------------------------------------------
@@ -29,6 +39,8 @@ nitpicky = True
 
 # -- Sources ---------------------------------------------------------------
 exclude_patterns = ["_ext", "_build", "**/.ipynb_checkpoints"]
+# Pages are MyST markdown only; page_rules reports a stray .ipynb instead of building it.
+source_suffix = {".md": "myst-nb"}
 myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
 # "(label)=" targets before headings are the only anchors; no implicit slugs.
 myst_heading_anchors = 0
@@ -49,3 +61,50 @@ nb_merge_streams = True  # stdout and stderr in one output, in order
 html_theme = "sphinx_book_theme"
 html_title = "Model state in JAX, Flax and PyTorch"
 html_static_path = ["docs/_static"]
+html_favicon = "docs/_static/favicon.svg"  # without one, browsers ask for /favicon.ico and log a 404
+html_css_files = ["reader.css"]  # dark-mode outputs and figures, small-screen fixes
+templates_path = ["docs/_templates"]  # execution-footer.html
+# Follow the reader's system setting until they choose; without it the theme logs a console error.
+html_context = {"default_mode": "auto"}
+html_use_index = False  # no page adds index entries; an empty genindex.html is a page without content
+html_theme_options = {
+    "repository_url": f"https://github.com/{REPOSITORY}",
+    "repository_branch": BRANCH,
+    "path_to_docs": "docs",
+    "use_repository_button": True,
+    "use_edit_page_button": True,  # "Edit this page"
+    "use_issues_button": True,  # "Open an issue"
+    "use_download_button": True,  # .ipynb (reader_notebooks) and .md
+    # reader_notebooks points this button at the generated notebook of the NOTEBOOKS_BRANCH.
+    "launch_buttons": {"colab_url": "https://colab.research.google.com"},
+    "footer_content_items": ["author.html", "copyright.html", "execution-footer.html"],
+}
+
+# -- Readers' notebooks, the footer ------------------------------------------
+reader_notebooks_repository = REPOSITORY
+reader_notebooks_branch = NOTEBOOKS_BRANCH
+reader_notebooks_requirements = str(ROOT / "requirements.txt")
+# The stack the pages use, installed by each notebook's first cell at the versions of requirements.txt.
+reader_notebooks_packages = [
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "torch",
+    "numpy",
+    "matplotlib",
+    "treescope",
+]
+execution_footer_packages = ["jax", "flax", "optax", "torch"]
+# The pages' own descriptions are in their front matter (page_description checks them); this one is
+# for the page Sphinx generates.
+page_description_generated = {
+    "search": "Search the guide to model state in JAX, Flax and PyTorch: its pages, sections and code.",
+}
+
+# -- Copy buttons -------------------------------------------------------------
+# On code only: not on cell outputs (MyST-NB's div.output), and never the prompts or output lines of
+# a >>> example (Pygments' .gp and .go spans).
+copybutton_selector = ":not(.output) > div.highlight > pre"
+copybutton_exclude = ".linenos, .gp, .go"

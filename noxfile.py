@@ -54,10 +54,10 @@ def tests(session):
 
 @nox.session(python=PYTHON)
 def lint(session):
-    """Ruff on all Python, then every page parsed (syntax, references, toctree) without running it."""
-    session.install("-c", REQUIREMENTS, "ruff", *PAGE_TOOLS)
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    """The pre-commit checks on every file, then every page parsed (syntax, references) without running it."""
+    session.install("-c", REQUIREMENTS, "pre-commit", *PAGE_TOOLS)
+    # ruff, whitespace, YAML, no notebooks, zizmor and actionlint: see .pre-commit-config.yaml.
+    session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure")
     # The dummy builder reads every page and resolves every reference but writes nothing.
     no_execution = ["-D", "nb_execution_mode=off", "-E"]
     session.run(*SPHINX_STRICT, *no_execution, "-b", "dummy", "docs", "_build/lint")
@@ -68,3 +68,28 @@ def linkcheck(session):
     """Check that every external link answers (needs the internet, so CI does not run it)."""
     install_stack(session)
     session.run(*SPHINX_STRICT, "-b", "linkcheck", "docs", "_build/linkcheck")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session):
+    """Time cold, unchanged, prose-edit and code-edit builds; write the table into README.md."""
+    install_stack(session)
+    session.run("python", "tests/bench_build_speed.py")
+
+
+@nox.session(python=PYTHON, default=False, name="bench-pages")
+def bench_pages(session):
+    """Weigh each page's first visit and score it with Lighthouse; write the table into docs/status.md."""
+    install_stack(session)
+    session.run("npm", "ci", "--no-audit", "--no-fund", external=True)  # Lighthouse, from package-lock.json
+    session.run(*SPHINX_STRICT, "-j", "auto", "-b", "html", "docs", HTML_DIR)
+    session.run("python", "tests/bench_pages.py", "--site", HTML_DIR, *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def newest(session):
+    """The test suite against the newest releases of the taught stack (the weekly CI run)."""
+    install_stack(session)
+    session.install("--upgrade", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "torch")
+    session.run("pip", "list")
+    session.run("pytest", *session.posargs)

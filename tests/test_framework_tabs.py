@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
+from conftest import DOCS, FRONT_MATTER
+from framework_tabs import Tab, TabSet, TabTagError, group_tabs
 
-ROOT = Path(__file__).parents[1]
-EXT = ROOT / "docs" / "_ext"
-sys.path.insert(0, str(EXT))
-
-from framework_tabs import Tab, TabSet, TabTagError, group_tabs  # noqa: E402
+EXT = DOCS / "_ext"
 
 # -- The grouping rules ------------------------------------------------------------------------------
 
@@ -173,19 +171,6 @@ nb_execution_mode = "auto"
 exclude_patterns = ["_build"]
 """
 
-HEADER = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
-
 
 def build(project: Path, page: str, *options: str) -> subprocess.CompletedProcess:
     """Write a one-page project (index.md is ``page``) unless it exists, and build it to _build/html.
@@ -194,7 +179,7 @@ def build(project: Path, page: str, *options: str) -> subprocess.CompletedProces
     """
     if not (project / "conf.py").exists():
         (project / "conf.py").write_text(CONF)
-        (project / "index.md").write_text(HEADER + textwrap.dedent(page))
+        (project / "index.md").write_text(FRONT_MATTER + textwrap.dedent(page))
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", *options]
     command += [str(project), str(project / "_build" / "html")]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -299,7 +284,7 @@ def test_heading_in_a_tab_fails_every_build(tmp_path):
         "cell 3 is a markdown cell in the Flax NNX tab but holds a heading, which cannot go inside a tab; "
         "put the heading in an untagged cell (a bare +++ line ends the tagged cell)"
     )
-    line = (HEADER + HEADING_PAGE).splitlines().index('+++ {"tags": ["tab-nnx"]}') + 1
+    line = (FRONT_MATTER + HEADING_PAGE).splitlines().index('+++ {"tags": ["tab-nnx"]}') + 1
     for _ in range(2):  # the page is read again, so the warning is not lost on the next build
         result = build(tmp_path, HEADING_PAGE, "-j", "auto")
         assert result.returncode != 0

@@ -1,22 +1,11 @@
 """The claims of docs/jax-state.md, checked in its script and in the rendered page."""
 
-import subprocess
-import sys
-
 from bs4 import BeautifulSoup
-from conftest import ROOT
-
-
-def run_script():
-    done = subprocess.run(
-        [sys.executable, "-W", "error", str(ROOT / "code" / "jax_state.py")], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+from conftest import run_script
 
 
 def test_jitted_stateful_counter_is_stuck_at_one():
-    out = run_script()
+    out = run_script("jax_state")
     jit_part = out.split("stateful counter, jax.jit:")[1].split("explicit state")[0]
     assert "values: [1, 1, 1]" in jit_part
     assert jit_part.count("count's Python body runs") == 1, "the body runs once, while tracing"
@@ -24,19 +13,19 @@ def test_jitted_stateful_counter_is_stuck_at_one():
 
 
 def test_eager_stateful_counter_counts():
-    eager_part = run_script().split("stateful counter, jax.jit:")[0]
+    eager_part = run_script("jax_state").split("stateful counter, jax.jit:")[0]
     assert "values: [1, 2, 3]" in eager_part
     assert eager_part.count("count's Python body runs") == 3
 
 
 def test_explicit_state_counts_eagerly_and_under_jit():
-    out = run_script()
+    out = run_script("jax_state")
     assert "explicit state, eager: [1, 2, 3]" in out
     assert "explicit state, jax.jit: [1, 2, 3]" in out
 
 
 def test_keys_repeat_when_reused_and_differ_when_split():
-    out = run_script()
+    out = run_script("jax_state")
     assert "reused key gives the same numbers: True" in out
     assert "split keys give different numbers: True" in out
 

@@ -1,0 +1,109 @@
+"""Each page as a notebook a reader can download or open in Colab, generated from its MyST source.
+
+MyST-NB writes the notebook it executed for each page into ``jupyter_execute/``; sphinx-book-theme
+copies it to ``_sources/<page>.ipynb`` for its download button when ``launch_buttons`` is set. This
+extension replaces that copy with the notebook a reader needs outside this site: the same cells and
+outputs, after a first cell that installs the pinned stack::
+
+    %pip install --quiet jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 ...
+
+The versions come from ``requirements.txt``, so the notebook installs what the page was built with (in
+a copy of the project without that file, such as a test's, from the packages installed).
+
+The deploy workflow publishes ``_build/html/_sources/**/*.ipynb`` to the root of the branch
+``reader_notebooks_branch``; this extension points the theme's Colab button at that copy,
+``https://colab.research.google.com/github/<repository>/blob/<branch>/<page>.ipynb`` (the theme's own
+link would open the ``.md`` source, which Colab cannot read).
+
+Configuration (conf.py): ``reader_notebooks_repository`` ("owner/name"), ``reader_notebooks_branch``,
+``reader_notebooks_requirements`` (path of requirements.txt), ``reader_notebooks_packages`` (the
+distributions to install, each pinned in requirements.txt). Usage: add ``"reader_notebooks"`` to
+``extensions`` after ``"sphinx_book_theme"`` is the theme, with ``launch_buttons`` holding a
+``colab_url``. The pure parts are :func:`pins`, :func:`install_line`, :func:`reader_notebook` and
+:func:`colab_url`.
+"""
+
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import nbformat
+from sphinx.errors import ConfigError
+
+COLAB = "https://colab.research.google.com"
+PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;#]+)")
+
+
+def pins(requirements: str) -> dict[str, str]:
+    """{distribution name (normalised): version} for every ``name==version`` line."""
+    found = {}
+    for line in requirements.splitlines():
+        match = PIN.match(line.strip())
+        if match:
+            found[normalise(match[1])] = match[2]
+    return found
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_pins(packages: list[str]) -> str:
+    """requirements.txt lines for the installed versions of ``packages``."""
+    return "\n".join(f"{name}=={version(name)}" for name in packages)
+
+
+def install_line(requirements: str, packages: list[str]) -> str:
+    """The notebook's first cell: pip-install each package at its version in requirements.txt."""
+    pinned = pins(requirements)
+    missing = [name for name in packages if normalise(name) not in pinned]
+    if missing:
+        raise ConfigError(f"reader_notebooks_packages: not pinned with == in requirements.txt: {missing}")
+    return "%pip install --quiet " + " ".join(f"{name}=={pinned[normalise(name)]}" for name in packages)
+
+
+def reader_notebook(executed: nbformat.NotebookNode, install: str) -> nbformat.NotebookNode:
+    """The executed page with the install cell first; the executed notebook itself is not changed."""
+    notebook = nbformat.from_dict(executed)
+    cell = nbformat.v4.new_code_cell(install)
+    cell.metadata["tags"] = ["install-pinned-stack"]
+    cell.pop("id", None)
+    notebook.cells.insert(0, cell)
+    for number, each in enumerate(notebook.cells):
+        each["id"] = f"cell-{number}"  # unique ids, as nbformat 4.5 requires
+    return notebook
+
+
+def colab_url(repository: str, branch: str, docname: str) -> str:
+    return f"{COLAB}/github/{repository}/blob/{branch}/{docname}.ipynb"
+
+
+def write_notebook(app, pagename, templatename, context, doctree):
+    """html-page-context, after sphinx-book-theme's buttons: the notebook, and the Colab link to it."""
+    if not context.get("ipynb_source"):
+        return  # not a notebook page, or the theme's launch buttons are off
+    config = app.config
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    pinned = Path(config.reader_notebooks_requirements)
+    packages = config.reader_notebooks_packages
+    requirements = pinned.read_text(encoding="utf8") if pinned.is_file() else installed_pins(packages)
+    install = install_line(requirements, packages)
+    notebook = reader_notebook(nbformat.read(executed, as_version=4), install)
+    target = Path(app.outdir) / "_sources" / context["ipynb_source"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, target)
+    url = colab_url(config.reader_notebooks_repository, config.reader_notebooks_branch, pagename)
+    for group in context.get("header_buttons", []):
+        for button in group.get("buttons", []):
+            if str(button.get("url", "")).startswith(f"{COLAB}/"):
+                button["url"] = url
+
+
+def setup(app):
+    app.add_config_value("reader_notebooks_repository", "", "html", str)
+    app.add_config_value("reader_notebooks_branch", "notebooks", "html", str)
+    app.add_config_value("reader_notebooks_requirements", "requirements.txt", "html", str)
+    app.add_config_value("reader_notebooks_packages", [], "html", list)
+    # After sphinx-book-theme's launch and download buttons (priority 501).
+    app.connect("html-page-context", write_notebook, priority=600)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

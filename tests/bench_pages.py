@@ -1,0 +1,182 @@
+"""Page benchmark (`nox -s bench-pages`): what a first visit to each page costs, and its Lighthouse scores.
+
+Serves a built site (default ``_build/html``) on 127.0.0.1 with gzip, as a static host does
+(tests/static_server.py), and for each page:
+
+- loads it in Chromium with an empty cache and adds up the bytes transferred (compressed, headers
+  included) and the bytes of the files once decompressed;
+- runs Lighthouse 12.2.3 (``npm ci`` installs it) with its default mobile settings: a mid-range phone,
+  simulated slow 4G and CPU slowdown; performance is the median of ``--runs`` runs.
+
+It prints the table, checks the targets below and, unless ``--no-write``, writes the table into
+docs/status.md between its "page-bench" markers. A benchmark, not a test: it fails nothing.
+
+Targets: under 250 KiB transferred (500 KiB for a page with interactive trees or plots, which carry
+their own scripts or images); Lighthouse performance >= 0.98, accessibility, best practices and SEO 1.0.
+
+    python tests/bench_pages.py [--site DIR] [--runs 3] [--no-write]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+from playwright.sync_api import sync_playwright
+from static_server import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+STATUS_PAGE = ROOT / "docs" / "status.md"
+BEGIN, END = "% page-bench:begin", "% page-bench:end"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Headless Chromium as root in a container: no sandbox, no GPU, and nothing that phones home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
+CATEGORIES = ["performance", "accessibility", "best-practices", "seo"]
+BUDGET, HEAVY_BUDGET = 250 * 1024, 500 * 1024
+
+
+def pages(site: Path) -> list[str]:
+    return sorted(
+        path.relative_to(site).as_posix() for path in site.glob("*.html") if path.name != "genindex.html"
+    )
+
+
+def is_heavy(html: str) -> str:
+    """The heavy outputs of a page: "trees" (a script in an output), "plots" (an image) or none ("")."""
+    outputs = BeautifulSoup(html, "html.parser").select(".cell_output")
+    if any(output.select("script") for output in outputs):
+        return "trees"
+    return "plots" if any(output.select("img") for output in outputs) else ""
+
+
+def weigh(browser, url: str) -> tuple[int, int, int]:
+    """(bytes transferred, bytes decompressed, requests) of a first visit, up to network idle."""
+    context = browser.new_context(viewport={"width": 412, "height": 823})
+    page = context.new_page()
+    responses = []
+    page.on("response", lambda response: responses.append(response))
+    page.goto(url, wait_until="networkidle")
+    transferred = decoded = 0
+    for response in responses:
+        sizes = response.request.sizes()
+        transferred += sizes["responseBodySize"] + sizes["responseHeadersSize"]
+        decoded += len(response.body())
+    context.close()
+    return transferred, decoded, len(responses)
+
+
+def lighthouse(url: str) -> dict[str, float]:
+    """One Lighthouse run with the default (mobile) settings: {category: score}."""
+    flags = " ".join(["--headless=new", *CHROMIUM_ARGS])
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.json"
+        subprocess.run(
+            [str(LIGHTHOUSE), url, "--quiet", "--output=json", f"--output-path={report}",
+             f"--only-categories={','.join(CATEGORIES)}", f"--chrome-flags={flags}"],
+            check=True, env={**os.environ, "CHROME_PATH": CHROMIUM},
+        )  # fmt: skip
+        result = json.loads(report.read_text())
+    return {name: result["categories"][name]["score"] for name in CATEGORIES} | {
+        "failing": [
+            audit_id
+            for category in result["categories"].values()
+            for ref in category["auditRefs"]
+            if ref["weight"] > 0
+            and (audit_id := ref["id"])
+            and (result["audits"][audit_id]["score"] or 0) < 1
+        ]
+    }
+
+
+def measure(site: Path, runs: int) -> list[dict]:
+    rows = []
+    with serve(site) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for name in pages(site):
+            url = base + name
+            transferred, decoded, requests = weigh(browser, url)
+            scores = [lighthouse(url) for _ in range(runs)]
+            row = {
+                "page": name,
+                "heavy": is_heavy((site / name).read_text(encoding="utf8")),
+                "transferred": transferred,
+                "decoded": decoded,
+                "requests": requests,
+                "failing": sorted({audit for score in scores for audit in score["failing"]}),
+            }
+            for category in CATEGORIES:
+                row[category] = statistics.median(score[category] for score in scores)
+            rows.append(row)
+            print(f"{name}: {row}", file=sys.stderr)
+        browser.close()
+    return rows
+
+
+def verdict(row: dict) -> str:
+    budget = HEAVY_BUDGET if row["heavy"] else BUDGET
+    missed = []
+    if row["transferred"] > budget:
+        missed.append(f"over {budget // 1024} KiB")
+    if row["performance"] < 0.98:
+        missed.append("performance < 0.98")
+    missed += [f"{name} < 1" for name in CATEGORIES[1:] if row[name] < 1]
+    return "met" if not missed else "MISSED: " + ", ".join(missed)
+
+
+def table(rows: list[dict], runs: int) -> str:
+    lines = [
+        f"Measured with `nox -s bench-pages` on {os.cpu_count()} cores ({platform.machine()}), Chromium and "
+        f"Lighthouse 12.2.3 with its mobile settings; performance is the median of {runs} run(s).",
+        "",
+        "| page | KiB transferred | KiB uncompressed | requests | performance | accessibility "
+        "| best practices | SEO | targets |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        heavy = f" ({row['heavy']})" if row["heavy"] else ""
+        lines.append(
+            f"| {row['page']}{heavy} | {row['transferred'] / 1024:.0f} | {row['decoded'] / 1024:.0f} "
+            f"| {row['requests']} | {row['performance']:.2f} | {row['accessibility']:.2f} "
+            f"| {row['best-practices']:.2f} | {row['seo']:.2f} | {verdict(row)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_table(text: str) -> None:
+    page = STATUS_PAGE.read_text(encoding="utf8")
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    STATUS_PAGE.write_text(page[:start] + "\n\n" + text + "\n\n" + page[end:], encoding="utf8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--site", type=Path, default=ROOT / "_build" / "html")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    options = parser.parse_args()
+    rows = measure(options.site, options.runs)
+    text = table(rows, options.runs)
+    print(text)
+    for row in rows:
+        if row["failing"]:
+            print(f"{row['page']}: Lighthouse audits below 1: {', '.join(row['failing'])}")
+    if not options.no_write:
+        write_table(text)
+
+
+if __name__ == "__main__":
+    main()

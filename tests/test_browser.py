@@ -1,0 +1,263 @@
+"""The built site in a real browser, as readers get it: Chromium (Playwright) on the site served with gzip.
+
+Every page: no console error and no failed request, no horizontal scrolling on a 375 px wide phone, no
+serious or critical axe-core violation in the light and the dark theme, and code and outputs that meet
+WCAG AA contrast in the dark theme; a first visit under its weight budget. Across the site: search,
+the framework tabs, the dark-mode toggle and the copy button.
+
+Needs Debian's Chromium (or the browser at $CHROMIUM) and ``npm ci`` (axe-core); `.ci/run` installs both.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+from conftest import DOCS, ROOT
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Headless Chromium as root in a container: no sandbox, no GPU, and nothing that phones home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+PAGES = sorted(path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md"))
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 900}
+# What a first visit may transfer; a page with a plot or an interactive tree carries its image or script.
+BUDGET, HEAVY_BUDGET = 250 * 1024, 500 * 1024
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium, or set CHROMIUM to a Chrome")
+    if not AXE.is_file():
+        pytest.fail(f"no {AXE.relative_to(ROOT)}: run `npm ci` at the repository's root")
+    with sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, viewport=PHONE, mode=None, **options):
+    """A page in a fresh context (empty cache and storage); ``mode`` is the stored theme choice."""
+    context = browser.new_context(viewport=viewport, **options)
+    if mode:
+        context.add_init_script(f"localStorage.setItem('mode', '{mode}')")
+    return context.new_page()
+
+
+def visit(browser, url, **options):
+    """Load a page; returns it and the problems seen: console errors, uncaught errors, failed requests."""
+    page = new_page(browser, **options)
+    problems = []
+    page.on(
+        "console", lambda message: message.type == "error" and problems.append(f"console: {message.text}")
+    )
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    page.on(
+        "response",
+        lambda response: response.status >= 400 and problems.append(f"{response.status}: {response.url}"),
+    )
+    page.goto(url, wait_until="networkidle")
+    return page, problems
+
+
+def axe_violations(page) -> list[str]:
+    """The serious and critical axe-core violations of the page as it is now."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+            .filter((violation) => ["serious", "critical"].includes(violation.impact))
+            .map((violation) => `${violation.id} (${violation.nodes.length}): `
+                 + violation.nodes.slice(0, 3).map((node) => node.target.join(" ")).join(" | "))"""
+    )
+    return found
+
+
+# The WCAG contrast of each piece of text in code blocks and cell outputs against what is behind it.
+CONTRAST = """() => {
+  const rgba = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const linear = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  };
+  const over = (top, bottom) => {
+    const alpha = top.length > 3 ? top[3] : 1;
+    return [0, 1, 2].map((i) => top[i] * alpha + bottom[i] * (1 - alpha));
+  };
+  const background = (element) => {
+    const layers = [];
+    for (let node = element; node; node = node.parentElement) {
+      const colour = rgba(getComputedStyle(node).backgroundColor);
+      if (colour.length && (colour.length < 4 || colour[3] > 0)) layers.push(colour);
+      if (colour.length && (colour.length < 4 || colour[3] === 1)) break;
+    }
+    return layers.reduceRight((below, layer) => over(layer, below), [255, 255, 255]);
+  };
+  const failures = [];
+  const seen = new Set();
+  const blocks = document.querySelectorAll("article div.highlight pre, article .cell_output");
+  for (const block of blocks) {
+    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      const element = text.parentElement;
+      if (!text.textContent.trim() || seen.has(element) || !element.getClientRects().length) continue;
+      seen.add(element);
+      const style = getComputedStyle(element);
+      const back = background(element);
+      const fore = over(rgba(style.color), back);
+      const [light, dark] = [luminance(fore), luminance(back)].sort((a, b) => b - a);
+      const ratio = (light + 0.05) / (dark + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) {
+        failures.push(`${ratio.toFixed(2)} for ${JSON.stringify(text.textContent.trim().slice(0, 30))}`
+                      + ` (${style.color} on rgb(${back.map(Math.round)}))`);
+      }
+    }
+  }
+  return {checked: seen.size, failures: failures.slice(0, 10)};
+}"""
+
+
+@pytest.mark.parametrize("docname", [*PAGES, "search"])
+def test_page_loads_without_errors_or_failed_requests(browser, served_site, docname):
+    page, problems = visit(browser, served_site + f"{docname}.html")
+    page.context.close()
+    assert problems == []
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_horizontal_scrolling_on_a_phone(browser, served_site, docname):
+    page, _ = visit(browser, served_site + f"{docname}.html")
+    width, viewport = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    page.context.close()
+    assert viewport == PHONE["width"] and width <= viewport
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+@pytest.mark.parametrize("docname", [*PAGES, "search"])
+def test_no_serious_accessibility_violation(browser, served_site, docname, mode):
+    page, _ = visit(browser, served_site + f"{docname}.html", mode=mode)
+    assert page.evaluate("document.documentElement.dataset.theme") == mode
+    violations = axe_violations(page)
+    page.context.close()
+    assert violations == []
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_code_and_outputs_meet_aa_contrast_in_dark_mode(browser, served_site, site, docname):
+    page, _ = visit(browser, served_site + f"{docname}.html", mode="dark")
+    result = page.evaluate(CONTRAST)
+    page.context.close()
+    assert result["failures"] == []
+    has_code = BeautifulSoup(site.page(docname), "html.parser").select("article div.highlight pre")
+    assert result["checked"] > 0 or not has_code  # the check saw the page's code
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_a_first_visit_is_light(browser, served_site, site, docname):
+    page = new_page(browser)
+    responses = []
+    page.on("response", lambda response: responses.append(response))
+    page.goto(served_site + f"{docname}.html", wait_until="networkidle")
+    sizes = [response.request.sizes() for response in responses]
+    page.context.close()
+    transferred = sum(size["responseBodySize"] + size["responseHeadersSize"] for size in sizes)
+    outputs = BeautifulSoup(site.page(docname), "html.parser").select(".cell_output")
+    heavy = any(output.select("img, script") for output in outputs)
+    assert transferred < (HEAVY_BUDGET if heavy else BUDGET), f"{transferred / 1024:.0f} KiB"
+
+
+def test_search_lists_the_jax_state_page_first(browser, served_site):
+    page, problems = visit(browser, served_site + "search.html?q=Counter")
+    page.wait_for_selector("#search-results ul.search li a", timeout=15_000)
+    first = page.locator("#search-results ul.search li a").first.get_attribute("href")
+    page.context.close()
+    assert first.split("?")[0].split("#")[0] == "jax-state.html"
+    assert problems == []
+
+
+def tab_states(page) -> list[dict]:
+    """For each framework tab-set: the key of its checked tab and the keys of the panels shown."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll(".sd-tab-set.framework-tabs")].map((set) => ({
+          checked: set.querySelector("input:checked + label").dataset.syncId,
+          keys: [...set.querySelectorAll(":scope > label")].map((label) => label.dataset.syncId),
+          shown: [...set.querySelectorAll(":scope > .sd-tab-content")]
+            .filter((panel) => panel.getClientRects().length)
+            .map((panel) => panel.previousElementSibling.dataset.syncId),
+        }))"""
+    )
+
+
+def test_framework_tabs_switch_and_stay_in_sync(browser, served_site, site):
+    counts = {
+        name: len(BeautifulSoup(site.page(name), "html.parser").select(".framework-tabs")) for name in PAGES
+    }
+    docname = max(counts, key=counts.get)
+    assert counts[docname] >= 2, counts
+    page, problems = visit(browser, served_site + f"{docname}.html")  # a phone: real tabs, one at a time
+    before = tab_states(page)
+    first_keys = before[0]["keys"]
+    target = next(key for key in first_keys if key != before[0]["checked"])
+    page.locator(".sd-tab-set.framework-tabs").first.locator(f"label[data-sync-id='{target}']").click()
+    after = tab_states(page)
+    for state in after:
+        if target in state["keys"]:
+            assert state["checked"] == target and state["shown"] == [target], state
+    assert sum(target in state["keys"] for state in after) >= 2
+    # Another page with tabs opens on the same framework.
+    other = next((name for name in PAGES if name != docname and counts[name]), None)
+    if other:
+        page.goto(served_site + f"{other}.html", wait_until="networkidle")
+        assert all(state["checked"] == target for state in tab_states(page) if target in state["keys"])
+    page.context.close()
+    assert problems == []
+
+
+def test_dark_mode_toggle_works_and_persists(browser, served_site):
+    page, problems = visit(browser, served_site + "jax-state.html", viewport=DESKTOP, color_scheme="light")
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    page.locator(".theme-switch-button").first.click()
+    page.locator(".theme-change-button[data-mode='dark']").first.click()
+    assert page.evaluate("[document.documentElement.dataset.theme, localStorage.getItem('mode')]") == [
+        "dark",
+        "dark",
+    ]
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.locator("a.right-next").first.click()
+    page.wait_for_load_state("networkidle")
+    assert page.url.endswith(".html") and not page.url.endswith("jax-state.html")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.context.close()
+    red, green, blue = (int(part) for part in background.strip("rgba()").split(",")[:3])
+    assert max(red, green, blue) < 80, background  # the dark theme's colours apply
+    assert problems == []
+
+
+def test_copy_button_copies_exactly_the_cells_code(browser, served_site, site):
+    first_cell = next(cell for cell in site.notebook("jax-state").cells if cell.cell_type == "code")
+    page, problems = visit(
+        browser,
+        served_site + "jax-state.html",
+        viewport=DESKTOP,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    assert page.locator("div.cell_output button.copybtn").count() == 0  # outputs have no copy button
+    cell = page.locator("div.cell").first
+    cell.locator("div.cell_input pre").hover()
+    cell.locator("div.cell_input button.copybtn").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    page.context.close()
+    assert copied == first_cell.source
+    assert problems == []

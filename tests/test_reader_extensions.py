@@ -1,0 +1,207 @@
+"""The extensions behind the readers' features, on small inputs: what each pure function gives, and the
+exact problem each bad input gets."""
+
+import io
+from pathlib import Path
+
+import nbformat
+import pydata_sphinx_theme
+import pytest
+from execution_footer import footer_text
+from fontTools.ttLib import TTFont
+from light_assets import (
+    bundle_css,
+    bundle_stylesheets,
+    icon_codepoints,
+    rebase_urls,
+    strip_assets,
+    subset_font,
+    theme_static_file,
+    trim_icon_table,
+    wanted_codepoints,
+)
+from page_description import HOW, description_problem, duplicates
+from reader_notebooks import colab_url, install_line, pins, reader_notebook
+from sphinx.errors import ConfigError
+
+# -- page_description ------------------------------------------------------------------------------
+
+GOOD = "What jax.jit does to a method that updates an attribute, and the pattern that fixes it."
+
+
+@pytest.mark.parametrize(
+    ("description", "problem"),
+    [
+        (GOOD, None),
+        (None, f"the page has no meta description; {HOW}"),
+        ("", f"the page has no meta description; {HOW}"),
+        ("   ", f"the page has no meta description; {HOW}"),
+        ("Too short.", "the meta description has 10 characters; write at least 50"),
+        ("x" * 50, None),
+        ("x" * 160, None),
+        ("x" * 161, "the meta description has 161 characters; search engines cut it after 160"),
+    ],
+    ids=["good", "none", "empty", "blank", "short", "shortest", "longest", "long"],
+)
+def test_each_description_gets_its_problem(description, problem):
+    assert description_problem(description) == problem
+
+
+def test_two_pages_may_not_share_a_description():
+    found = {"b": GOOD, "a": GOOD.upper(), "c": "Another description, long enough to be a real one, surely."}
+    assert duplicates(found) == [("b", "the meta description is the same as a's")]
+    assert duplicates({"a": GOOD, "c": "x" * 60}) == []
+
+
+# -- light_assets ------------------------------------------------------------------------------------
+
+HEAD = """<head>
+  <link href="_static/styles/theme.css?digest=1" rel="stylesheet" />
+<link href="_static/styles/pydata-sphinx-theme.css?digest=1" rel="stylesheet" />
+    <link rel="stylesheet" type="text/css" href="_static/pygments.css?v=2" />
+  <link rel="stylesheet" href="_static/print.css" media="print" />
+  <script defer src="_static/scripts/fontawesome.js?digest=1"></script>
+    <script src="_static/documentation_options.js?v=3"></script>
+    <script src="_static/doctools.js?v=4"></script>
+    <script data-sd-tabs-storage-prefix="x-" src="_static/design-tabs.js?v=5"></script>
+    <script>DOCUMENTATION_OPTIONS.pagename = 'p';</script>
+    <script src="_static/searchtools.js"></script>
+    <script src="_static/language_data.js"></script>
+    <script src="searchindex.js"></script>
+</head>"""
+
+
+def test_a_page_loses_font_awesome_and_search_and_defers_its_scripts():
+    lighter = strip_assets(HEAD, search_page=False)
+    assert "fontawesome.js" not in lighter
+    assert "searchtools" not in lighter and "language_data" not in lighter and "searchindex" not in lighter
+    assert '<script defer src="_static/doctools.js?v=4"></script>' in lighter
+    assert (
+        '<script defer data-sd-tabs-storage-prefix="x-" src="_static/design-tabs.js?v=5"></script>' in lighter
+    )
+    assert '<script src="_static/documentation_options.js?v=3"></script>' in lighter  # read inline
+    assert strip_assets(lighter, search_page=False) == lighter  # a second run changes nothing
+
+
+def test_the_search_page_keeps_its_scripts():
+    lighter = strip_assets(HEAD, search_page=True)
+    assert "fontawesome.js" not in lighter
+    assert lighter == HEAD.replace(
+        '  <script defer src="_static/scripts/fontawesome.js?digest=1"></script>\n', ""
+    )
+
+
+def test_stylesheets_become_one_link_where_the_first_was():
+    files = ["styles/theme.css", "styles/pydata-sphinx-theme.css", "pygments.css"]
+    bundled = bundle_stylesheets(HEAD, files, "_static/styles/bundle-x.css")
+    assert bundled.count('rel="stylesheet"') == 2  # the bundle, and the print stylesheet it leaves alone
+    assert bundled.startswith(
+        '<head>\n<link rel="stylesheet" href="_static/styles/bundle-x.css" '
+        'data-bundle-of="styles/theme.css styles/pydata-sphinx-theme.css pygments.css" />\n'
+        '  <link rel="stylesheet" href="_static/print.css" media="print" />'
+    )
+    assert bundle_stylesheets(bundled, files, "_static/styles/bundle-x.css") == bundled
+
+
+@pytest.mark.parametrize(
+    ("css", "source", "rebased"),
+    [
+        ("a{background:url(img/x.png)}", "", "a{background:url(../img/x.png)}"),
+        ('a{background:url("x.png")}', "styles", 'a{background:url("x.png")}'),
+        ("@font-face{src:url(../vendor/f.woff2)}", "styles", "@font-face{src:url(../vendor/f.woff2)}"),
+        ("a{background:url('data:image/svg+xml;x')}", "", "a{background:url('data:image/svg+xml;x')}"),
+        ("a{background:url(https://example.org/x.png)}", "", "a{background:url(https://example.org/x.png)}"),
+    ],
+    ids=["up", "same-folder", "already-relative", "data", "absolute"],
+)
+def test_urls_are_rebased_to_the_bundles_folder(css, source, rebased):
+    assert rebase_urls(css, source, "styles") == rebased
+
+
+def test_a_bundle_inlines_imports_in_order(tmp_path):
+    (tmp_path / "styles").mkdir()
+    (tmp_path / "basic.css").write_text("div{background:url(file.png)}")
+    (tmp_path / "styles" / "theme.css").write_text('@import "../basic.css";\n')
+    (tmp_path / "reader.css").write_text("p{color:red}\n/*# sourceMappingURL=reader.css.map*/\n")
+    bundle = bundle_css(tmp_path, ["styles/theme.css", "reader.css"])
+    assert (
+        bundle
+        == "/* styles/theme.css */\ndiv{background:url(../file.png)}\n\n/* reader.css */\np{color:red}\n"
+    )
+
+
+ICON_CSS = (
+    '.fa-magnifying-glass,.fa-search{--fa:"\\f002"}.fa-github{--fa:"\\f09b"}.fa-0{--fa:"\\30 "}'
+    '.nav-link:after{content:var(--pst-icon-external-link)}:root{--pst-icon-external-link:"\uf35d"}'
+)
+
+
+def test_the_glyphs_kept_are_those_drawn_and_those_named():
+    named, drawn = icon_codepoints(ICON_CSS)
+    assert named == {"fa-magnifying-glass": 0xF002, "fa-search": 0xF002, "fa-github": 0xF09B, "fa-0": 0x30}
+    assert drawn == {0xF35D}
+    assert wanted_codepoints(ICON_CSS, {"fa-search", "fa-unknown"}) == {0xF002, 0xF35D}
+
+
+def test_the_icon_table_keeps_the_rules_of_the_icons_in_use():
+    trimmed = trim_icon_table(ICON_CSS + "/*# sourceMappingURL=x.css.map*/", {"fa-search"})
+    assert trimmed.startswith('.fa-magnifying-glass,.fa-search{--fa:"\\f002"}.nav-link:after')
+    assert "fa-github" not in trimmed and "sourceMappingURL" not in trimmed
+
+
+def test_a_font_subset_keeps_exactly_the_glyphs_asked_for():
+    theme = [str(Path(pydata_sphinx_theme.__file__).parent / "theme" / "pydata_sphinx_theme")]
+    original = theme_static_file(theme, Path("vendor/fontawesome/webfonts/fa-solid-900.woff2"))
+    subset = subset_font(original.read_bytes(), {0xF002, 0xF35D, 0x10FFFF})  # the last is in no font
+    cmap = TTFont(io.BytesIO(subset)).getBestCmap()
+    assert set(cmap) == {0xF002, 0xF35D}
+    assert len(subset) < original.stat().st_size / 10
+
+
+# -- reader_notebooks ---------------------------------------------------------------------------------
+
+REQUIREMENTS = """# the stack
+jax==0.10.2
+jaxlib==0.10.2  # must equal jax's
+Orbax_Checkpoint==0.12.8
+sphinx>=9
+"""
+
+
+def test_pins_are_read_from_requirements():
+    assert pins(REQUIREMENTS) == {"jax": "0.10.2", "jaxlib": "0.10.2", "orbax-checkpoint": "0.12.8"}
+
+
+def test_the_install_line_pins_each_package():
+    line = install_line(REQUIREMENTS, ["jax", "orbax-checkpoint"])
+    assert line == "%pip install --quiet jax==0.10.2 orbax-checkpoint==0.12.8"
+    with pytest.raises(ConfigError, match=r"not pinned with == in requirements.txt: \['sphinx', 'torch'\]"):
+        install_line(REQUIREMENTS, ["jax", "sphinx", "torch"])
+
+
+def test_the_readers_notebook_starts_with_the_install_cell():
+    executed = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# T"), nbformat.v4.new_code_cell("1")]
+    )
+    executed.cells[1].outputs = [
+        nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=1)
+    ]
+    notebook = reader_notebook(executed, "%pip install --quiet jax==0.10.2")
+    assert [cell.source for cell in notebook.cells] == ["%pip install --quiet jax==0.10.2", "# T", "1"]
+    assert notebook.cells[2].outputs == executed.cells[1].outputs
+    assert len(executed.cells) == 2  # the executed notebook is left as it was
+    nbformat.validate(notebook)
+
+
+def test_the_colab_link_opens_the_published_notebook():
+    assert colab_url("o/r", "notebooks", "jax-state") == (
+        "https://colab.research.google.com/github/o/r/blob/notebooks/jax-state.ipynb"
+    )
+
+
+# -- execution_footer ---------------------------------------------------------------------------------
+
+
+def test_the_footer_names_the_day_and_the_versions():
+    text = footer_text(1767139200.0, {"jax": "0.10.2", "torch": "2.13.0"}, "3.11.7")  # 2025-12-31 00:00 UTC
+    assert text == "Outputs produced on 2025-12-31 (UTC) with Python 3.11.7, jax 0.10.2, torch 2.13.0."

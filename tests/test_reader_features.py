@@ -1,0 +1,175 @@
+"""What readers get around the content, in the clean build: descriptions, links to the repository, the
+downloads and the Colab notebook, the execution footer, the status page, the figures and the icons."""
+
+import io
+import re
+import runpy
+from importlib.metadata import version
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+from conftest import DOCS, ROOT
+from fontTools.ttLib import TTFont
+from jupyter_cache import get_cache
+from light_assets import ICON_NAME, icon_codepoints
+from PIL import Image
+from reader_notebooks import install_line
+
+PAGES = sorted(path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md"))
+CONF = runpy.run_path(str(ROOT / "conf.py"))
+REPOSITORY_URL = f"https://github.com/{CONF['REPOSITORY']}"
+
+
+def soup(site, docname):
+    return BeautifulSoup(site.page(docname), "html.parser")
+
+
+def test_every_page_has_its_own_description(site):
+    descriptions = {}
+    for docname in [*PAGES, "search"]:
+        meta = soup(site, docname).select('head meta[name="description"]')
+        assert len(meta) == 1, docname
+        descriptions[docname] = meta[0]["content"].strip()
+        assert len(descriptions[docname]) >= 50, docname
+    assert len(set(descriptions.values())) == len(descriptions), descriptions
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_edit_issue_and_repository_links(site, docname):
+    links = {a["href"] for a in soup(site, docname).select(".article-header-buttons a[href]")}
+    assert f"{REPOSITORY_URL}/edit/{CONF['BRANCH']}/docs/{docname}.md" in links
+    assert any(link.startswith(f"{REPOSITORY_URL}/issues/new?") for link in links)
+    assert REPOSITORY_URL in links
+
+
+def test_previous_and_next_links_follow_the_navigation(site):
+    order = [a["href"].removesuffix(".html") for a in soup(site, "index").select("nav.bd-docs-nav a")]
+    for before, after in zip(["index", *order], order, strict=False):
+        assert soup(site, before).select_one("a.right-next")["href"] == f"{after}.html"
+        assert soup(site, after).select_one("a.left-prev")["href"] == f"{before}.html"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_the_page_downloads_as_markdown_and_as_a_notebook(site, docname):
+    downloads = {a["href"] for a in soup(site, docname).select(".dropdown-download-buttons a[href]")}
+    assert {f"_sources/{docname}.md", f"_sources/{docname}.ipynb"} <= downloads
+    source = (site.html / "_sources" / f"{docname}.md").read_text(encoding="utf8")
+    assert source == (DOCS / f"{docname}.md").read_text(encoding="utf8")
+    notebook = nbformat.read(site.html / "_sources" / f"{docname}.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf8")
+    assert notebook.cells[0].source == install_line(requirements, CONF["reader_notebooks_packages"])
+    # The rest is the page as it ran: its cells, in order, with their outputs.
+    executed = site.notebook(docname)
+    assert [(c.cell_type, c.source) for c in notebook.cells[1:]] == [
+        (c.cell_type, c.source) for c in executed.cells
+    ]
+    assert [c.get("outputs") for c in notebook.cells[1:]] == [c.get("outputs") for c in executed.cells]
+
+
+def published_notebooks() -> tuple[str, str]:
+    """(folder of the site that the deploy workflow publishes, branch it publishes to), from the workflow."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text(encoding="utf8"))
+    upload = next(
+        step for step in workflow["jobs"]["build"]["steps"] if step.get("with", {}).get("name") == "notebooks"
+    )
+    pattern = upload["with"]["path"]
+    assert pattern.endswith("/**/*.ipynb"), pattern
+    job = workflow["jobs"]["notebooks"]
+    assert job["permissions"] == {"contents": "write"}
+    assert "HEAD:refs/heads/$NOTEBOOKS_BRANCH" in job["steps"][-1]["run"]
+    return pattern.removesuffix("/**/*.ipynb").removeprefix("_build/html/"), job["env"]["NOTEBOOKS_BRANCH"]
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_open_in_colab_opens_the_notebook_the_workflow_publishes(site, docname):
+    folder, branch = published_notebooks()
+    assert branch == CONF["NOTEBOOKS_BRANCH"]
+    # The artifact keeps paths under the folder, and the branch holds the artifact at its root.
+    assert (site.html / folder / f"{docname}.ipynb").is_file()
+    colab = [a["href"] for a in soup(site, docname).select("a[href^='https://colab.research.google.com/']")]
+    assert colab == [
+        f"https://colab.research.google.com/github/{CONF['REPOSITORY']}/blob/{branch}/{docname}.ipynb"
+    ]
+
+
+FOOTER = re.compile(r"Outputs produced on (\d{4}-\d\d-\d\d) \(UTC\) with Python ([\d.]+), (.+)\.")
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_the_footer_says_when_and_with_what_the_outputs_were_produced(site, docname):
+    footer = soup(site, docname).select_one("footer .execution-footer")
+    found = FOOTER.fullmatch(footer.get_text(strip=True))
+    assert found, footer
+    runs = {
+        Path(record.uri).stem: record.created
+        for record in get_cache(site.html.parent / "cache").list_cache_records()
+    }
+    assert found[1] == runs[docname].strftime("%Y-%m-%d")  # jupyter-cache records the run in UTC
+    stack = dict(part.split(" ") for part in found[3].split(", "))
+    assert stack == {name: version(name) for name in CONF["execution_footer_packages"]}
+
+
+def test_the_status_page_lists_every_page_versions_and_machine(site):
+    page = soup(site, "status")
+    rows = [
+        [cell.get_text(strip=True) for cell in row.select("td")]
+        for row in page.select_one("article table").select("tbody tr")  # the execution table comes first
+    ]
+    assert sorted(row[0] for row in rows) == PAGES
+    for name, modified, method, runtime, status in rows:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", modified) and method == "cache", name
+        assert float(runtime) > 0 and status == "✅", name
+    outputs = page.select_one("article").get_text()
+    for package in ["jax", "flax", "optax", "torch", "sphinx", "myst-nb"]:
+        assert re.search(rf"^{package}\s+{re.escape(version(package))}$", outputs, re.MULTILINE), package
+    for field in ["python", "system", "processor", "cores", "memory"]:
+        assert re.search(rf"^{field}\s+\S", outputs, re.MULTILINE), field
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_every_figure_has_alt_text_and_an_opaque_background(site, docname):
+    for image in soup(site, docname).select("article img"):
+        alt = image.get("alt", "").strip()
+        assert len(alt) >= 20 and "/" not in alt and not alt.endswith(".png"), (docname, image)
+        if image.find_parent(class_="cell_output") and image["src"].endswith(".png"):
+            picture = Image.open(site.html / image["src"]).convert("RGBA")
+            width, height = picture.size
+            corners = [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)]
+            # Opaque: the plot carries its own (light) background, so it reads on the dark theme too.
+            assert all(picture.getpixel(corner)[3] == 255 for corner in corners), (docname, image["src"])
+
+
+def test_the_fonts_hold_every_icon_the_site_shows(site):
+    static = site.html / "_static"
+    fonts = {
+        font.name: set(TTFont(io.BytesIO(font.read_bytes())).getBestCmap())
+        for font in static.glob("**/*.woff2")
+    }
+    assert set(fonts) == {"fa-solid-900.woff2", "fa-regular-400.woff2", "fa-brands-400.woff2"}
+    assert all(path.stat().st_size < 8192 for path in static.glob("**/*.woff2"))
+    named, drawn = icon_codepoints((static / "styles" / "pydata-sphinx-theme.css").read_text(encoding="utf8"))
+    shown = {
+        name
+        for html in site.html.glob("*.html")
+        for name in ICON_NAME.findall(html.read_text(encoding="utf8"))
+    }
+    kept = set().union(*fonts.values())
+    missing = {name for name in shown if name in named and named[name] not in kept}
+    assert not missing
+    assert {"fa-github", "fa-download", "fa-magnifying-glass", "fa-sun", "fa-moon"} <= shown
+    assert drawn <= kept  # the theme's own icons: admonitions, external links, breadcrumbs
+
+
+@pytest.mark.parametrize("docname", [*PAGES, "search"])
+def test_pages_load_no_font_awesome_script_and_one_stylesheet(site, docname):
+    head = soup(site, docname).select_one("head")
+    scripts = [script.get("src", "") for script in head.select("script[src]")]
+    assert not any("fontawesome" in src for src in scripts)
+    assert any("searchindex" in src for src in scripts) == (docname == "search")
+    stylesheets = head.select('link[rel="stylesheet"]')
+    assert len(stylesheets) == 1 and (site.html / stylesheets[0]["href"]).is_file()
+    assert not (site.html / "_static" / "scripts" / "fontawesome.js").exists()
