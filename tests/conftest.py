@@ -1,6 +1,7 @@
 """Shared fixtures: the site built from scratch, once per test run, and small throwaway projects."""
 
 import functools
+import importlib
 import re
 import shutil
 import subprocess
@@ -11,11 +12,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from bs4 import BeautifulSoup
 from static_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))  # the local extensions, for their unit tests
+# Every page of the site, by its Sphinx name.
+PAGES = sorted(path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md"))
 
 # What every page starts with (see docs/page-template.md): it makes MyST-NB execute the page.
 FRONT_MATTER = """---
@@ -41,6 +45,20 @@ class Build:
     def page(self, docname: str) -> str:
         return (self.html / f"{docname}.html").read_text(encoding="utf8")
 
+    def soup(self, docname: str) -> BeautifulSoup:
+        return BeautifulSoup(self.page(docname), "html.parser")
+
+    def outputs(self, docname: str) -> list[str]:
+        """The text of every cell output on the page, in order."""
+        cells = self.soup(docname).select("div.cell:has(div.cell_output)")
+        return [cell.select_one("div.cell_output").get_text() for cell in cells]
+
+    def output_with(self, docname: str, text: str) -> str:
+        """The one cell output on the page that contains ``text``."""
+        found = [output for output in self.outputs(docname) if text in output]
+        assert len(found) == 1, f"{text!r} is in {len(found)} outputs of {docname}"
+        return found[0]
+
     def notebook(self, docname: str) -> nbformat.NotebookNode:
         """MyST-NB writes each page as the notebook it executed into jupyter_execute/, beside the HTML."""
         return nbformat.read(self.html.parent / "jupyter_execute" / f"{docname}.ipynb", as_version=4)
@@ -61,8 +79,18 @@ def clean_build(work: Path) -> Build:
     return sphinx_build(ROOT, DOCS, work / "html", "-j", "auto", "-D", cache)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--built-site",
+        metavar="HTML_DIR",
+        help="test this built site, not a fresh build (for page tests; its log and cache are not checked)",
+    )
+
+
 @pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Build:
+def site(request, tmp_path_factory) -> Build:
+    if built := request.config.getoption("--built-site"):
+        return Build(0, "", Path(built).resolve())
     return clean_build(tmp_path_factory.mktemp("site"))
 
 
@@ -111,6 +139,15 @@ def run_script(name: str) -> str:
     assert done.returncode == 0, f"code/{name}.py failed:\n{done.stderr}"
     assert "Warning" not in done.stdout + done.stderr, f"code/{name}.py printed a warning"
     return done.stdout
+
+
+def import_script(name: str):
+    """code/<name>.py imported as a module (code/ on the path, so it can import the scripts beside it)."""
+    sys.path.insert(0, str(ROOT / "code"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "code"))
 
 
 def floats_after(label: str, text: str) -> list[float]:
