@@ -21,9 +21,11 @@ After an HTML build this extension, without touching the theme:
   icon named in a page or in a script.
 
 Icons look as before, drawn from the same fonts. It can run again on a site it has lightened (Sphinx
-rewrites only the pages that changed). Usage: add ``"light_assets"`` to ``extensions``. The text work
-is in pure functions (:func:`strip_assets`, :func:`bundle_stylesheets`, :func:`bundle_css`,
-:func:`trim_icon_table`, :func:`wanted_codepoints`); :func:`lighten_site` applies them to a built site.
+rewrites only the pages that changed); a font subset is made once per set of glyphs and kept beside
+the doctrees, so that a rebuild with nothing changed stays fast. Usage: add ``"light_assets"`` to
+``extensions``. The text work is in pure functions (:func:`strip_assets`, :func:`bundle_stylesheets`,
+:func:`bundle_css`, :func:`trim_icon_table`, :func:`wanted_codepoints`); :func:`lighten_site` applies
+them to a built site.
 """
 
 import hashlib
@@ -175,6 +177,16 @@ def subset_font(original: bytes, codepoints: set[int]) -> bytes:
     return out.getvalue()
 
 
+def cached_subset_font(original: bytes, codepoints: set[int], cache: Path) -> bytes:
+    """:func:`subset_font`, kept in ``cache`` under a name made from the font and the glyphs asked for."""
+    key = hashlib.sha256(original + repr(sorted(codepoints)).encode()).hexdigest()[:16]
+    stored = cache / f"font-subset-{key}.woff2"
+    if not stored.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(subset_font(original, codepoints))
+    return stored.read_bytes()
+
+
 def theme_static_file(theme_dirs: list[str], relative: Path) -> Path:
     """The theme's own copy of a static file (not the output's, which an earlier run may have rewritten)."""
     for folder in theme_dirs:
@@ -193,8 +205,10 @@ def page_stylesheets(html: str, page: Path, static: Path) -> list[str]:
     return found
 
 
-def lighten_site(outdir: Path, theme_dirs: list[str]) -> dict[str, int]:
+def lighten_site(outdir: Path, theme_dirs: list[str], cache: Path) -> dict[str, int]:
     """Lighten the pages, the stylesheets and the fonts of a built site; returns {font file: bytes now}.
+
+    ``cache`` keeps the font subsets from one build to the next.
 
     Safe to run again on the same site (Sphinx rewrites only the pages that changed): a page already
     lightened is left as it is, and its bundle is made again from the stylesheets its link names.
@@ -230,7 +244,7 @@ def lighten_site(outdir: Path, theme_dirs: list[str]) -> dict[str, int]:
     sizes = {}
     for font in sorted((static / WEBFONTS).glob("*.woff2")):
         original = theme_static_file(theme_dirs, WEBFONTS / font.name).read_bytes()
-        font.write_bytes(subset_font(original, wanted))
+        font.write_bytes(cached_subset_font(original, wanted, cache))
         sizes[font.name] = font.stat().st_size
     return sizes
 
@@ -238,7 +252,8 @@ def lighten_site(outdir: Path, theme_dirs: list[str]) -> dict[str, int]:
 def on_build_finished(app, exception):
     if exception is not None or app.builder.format != "html":
         return
-    sizes = lighten_site(Path(app.outdir), app.builder.theme.get_theme_dirs())
+    cache = Path(app.doctreedir) / "light_assets"
+    sizes = lighten_site(Path(app.outdir), app.builder.theme.get_theme_dirs(), cache)
     fonts = ", ".join(f"{name} {size} B" for name, size in sizes.items())
     logger.info("light_assets: Font Awesome subset to %s", fonts)
 
