@@ -29,6 +29,8 @@ extensions = [
     "page_description",  # every page has its own meta description
     "execution_footer",  # each executed page says when its outputs were produced, and with what
     "reader_notebooks",  # each page as a notebook to download or open in Colab, with an install cell
+    "hidden_cells",  # a hidden cell's toggle is named by its prompt ("Show the solution")
+    "stream_outputs",  # what a cell printed in one block, however the kernel cut it
     "light_assets",  # no Font Awesome script, fonts cut to the icons shown, search scripts on search only
 ]
 
@@ -55,7 +57,9 @@ nb_execution_timeout = 120  # seconds per cell; a hung cell fails the build
 nb_execution_raise_on_error = False  # strict_execution reports it better; -W fails the build
 nb_execution_allow_errors = False  # ...unless it is tagged raises-exception
 nb_execution_show_tb = False  # strict_execution prints the failing cell and its error
-nb_merge_streams = True  # stdout and stderr in one output, in order
+# MyST-NB's merge of a cell's stream chunks rewrites the notebook it saves (lines repeat there):
+# stream_outputs merges them in the page instead.
+nb_merge_streams = False
 
 # -- HTML ------------------------------------------------------------------
 html_theme = "sphinx_book_theme"

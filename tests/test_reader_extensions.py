@@ -7,11 +7,14 @@ from pathlib import Path
 import nbformat
 import pydata_sphinx_theme
 import pytest
+from docutils import nodes
 from execution_footer import footer_text
 from fontTools.ttLib import TTFont
+from hidden_cells import name_toggles_by_prompt
 from light_assets import (
     bundle_css,
     bundle_stylesheets,
+    cached_subset_font,
     icon_codepoints,
     rebase_urls,
     strip_assets,
@@ -23,6 +26,7 @@ from light_assets import (
 from page_description import HOW, description_problem, duplicates
 from reader_notebooks import colab_url, install_line, pins, reader_notebook
 from sphinx.errors import ConfigError
+from stream_outputs import joined_block, merge_cell_streams, merge_runs, stream_key
 
 # -- page_description ------------------------------------------------------------------------------
 
@@ -149,13 +153,28 @@ def test_the_icon_table_keeps_the_rules_of_the_icons_in_use():
     assert "fa-github" not in trimmed and "sourceMappingURL" not in trimmed
 
 
+THEME = [str(Path(pydata_sphinx_theme.__file__).parent / "theme" / "pydata_sphinx_theme")]
+SOLID_FONT = Path("vendor/fontawesome/webfonts/fa-solid-900.woff2")
+
+
 def test_a_font_subset_keeps_exactly_the_glyphs_asked_for():
-    theme = [str(Path(pydata_sphinx_theme.__file__).parent / "theme" / "pydata_sphinx_theme")]
-    original = theme_static_file(theme, Path("vendor/fontawesome/webfonts/fa-solid-900.woff2"))
+    original = theme_static_file(THEME, SOLID_FONT)
     subset = subset_font(original.read_bytes(), {0xF002, 0xF35D, 0x10FFFF})  # the last is in no font
     cmap = TTFont(io.BytesIO(subset)).getBestCmap()
     assert set(cmap) == {0xF002, 0xF35D}
     assert len(subset) < original.stat().st_size / 10
+
+
+def test_a_font_subset_is_made_once_per_set_of_glyphs(tmp_path):
+    original = theme_static_file(THEME, SOLID_FONT).read_bytes()
+    first = cached_subset_font(original, {0xF002}, tmp_path)
+    (stored,) = tmp_path.iterdir()
+    stored.write_bytes(b"kept")  # what a second call returns if it reads the stored subset
+    assert cached_subset_font(original, {0xF002}, tmp_path) == b"kept"
+    other = cached_subset_font(original, {0xF002, 0xF35D}, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2
+    assert set(TTFont(io.BytesIO(first)).getBestCmap()) == {0xF002}
+    assert set(TTFont(io.BytesIO(other)).getBestCmap()) == {0xF002, 0xF35D}
 
 
 # -- reader_notebooks ---------------------------------------------------------------------------------
@@ -193,6 +212,28 @@ def test_the_readers_notebook_starts_with_the_install_cell():
     nbformat.validate(notebook)
 
 
+def test_the_readers_notebook_warns_before_each_expected_error():
+    cells = [
+        nbformat.v4.new_code_cell("1 / 0"),
+        nbformat.v4.new_code_cell("2"),
+        nbformat.v4.new_code_cell("[][0]"),
+    ]
+    cells[0].metadata["tags"] = ["raises-exception", "raises:ZeroDivisionError"]
+    cells[2].metadata["tags"] = ["raises-exception"]
+    notebook = reader_notebook(nbformat.v4.new_notebook(cells=cells), "%pip install --quiet jax==0.10.2")
+    kinds = [(cell.cell_type, cell.metadata.get("tags", [""])[0]) for cell in notebook.cells]
+    assert kinds == [
+        ("code", "install-pinned-stack"),
+        ("markdown", "expected-error-note"),
+        ("code", "raises-exception"),
+        ("code", ""),
+        ("markdown", "expected-error-note"),
+        ("code", "raises-exception"),
+    ]
+    assert "Run after" in notebook.cells[1].source
+    nbformat.validate(notebook)
+
+
 def test_the_colab_link_opens_the_published_notebook():
     assert colab_url("o/r", "notebooks", "jax-state") == (
         "https://colab.research.google.com/github/o/r/blob/notebooks/jax-state.ipynb"
@@ -205,3 +246,77 @@ def test_the_colab_link_opens_the_published_notebook():
 def test_the_footer_names_the_day_and_the_versions():
     text = footer_text(1767139200.0, {"jax": "0.10.2", "torch": "2.13.0"}, "3.11.7")  # 2025-12-31 00:00 UTC
     assert text == "Outputs produced on 2025-12-31 (UTC) with Python 3.11.7, jax 0.10.2, torch 2.13.0."
+
+
+# -- stream_outputs ---------------------------------------------------------------------------------
+
+
+def join(run: list[str]) -> str:
+    return "+".join(run)
+
+
+@pytest.mark.parametrize(
+    ("items", "merged"),
+    [
+        ([], []),
+        (["a1"], ["a1"]),
+        (["a1", "a2", "a3"], ["a1+a2+a3"]),
+        (["a1", "b1", "a2"], ["a1", "b1", "a2"]),  # only neighbours: the order of the output is kept
+        (["a1", "a2", "x", "a3", "b1", "b2"], ["a1+a2", "x", "a3", "b1+b2"]),
+        (["x", "x"], ["x", "x"]),  # key None: never merged
+    ],
+)
+def test_runs_of_neighbours_that_share_a_key_are_merged(items, merged):
+    assert merge_runs(items, lambda item: None if item == "x" else item[0], join) == merged
+
+
+def stream_block(text: str, kind: str = "stream") -> nodes.literal_block:
+    return nodes.literal_block(text, text, classes=["output", kind], language="myst-ansi")
+
+
+def test_stdout_chunks_of_a_cell_become_one_block_and_other_outputs_stay():
+    image = nodes.image(uri="plot.png")
+    output = nodes.container(classes=["cell_output"])
+    output.extend(
+        [stream_block("step 1\n"), stream_block("step 2\n"), stream_block("oops\n", "stderr"), image]
+    )
+    document = nodes.document(None, None)
+    document += output
+    merge_cell_streams(None, document)
+    assert [stream_key(child) for child in output.children] == [
+        ("output", "stream"),
+        ("output", "stderr"),
+        None,
+    ]
+    assert output.children[0].astext() == "step 1\nstep 2\n"
+    assert output.children[0]["language"] == "myst-ansi"
+    assert output.children[2] is image
+
+
+def test_a_joined_block_keeps_the_text_exactly_as_printed():
+    block = joined_block([stream_block("no newline, "), stream_block("then the rest\n")])
+    assert block.astext() == block.rawsource == "no newline, then the rest\n"
+
+
+# -- hidden_cells -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "rewritten"),
+    [
+        (
+            '<details class="admonition hide above-input">\n<summary aria-label="Toggle hidden content">\n'
+            '<p class="collapsed admonition-title">Show the solution</p>',
+            '<details class="admonition hide above-input">\n<summary>\n'
+            '<p class="collapsed admonition-title">Show the solution</p>',
+        ),
+        (
+            '<summary aria-label="Open the menu">Menu</summary>',
+            '<summary aria-label="Open the menu">Menu</summary>',
+        ),
+        ("<p>no toggle</p>", "<p>no toggle</p>"),
+    ],
+    ids=["myst-nb-toggle", "another-label-kept", "nothing-to-do"],
+)
+def test_a_hidden_cells_toggle_loses_its_generic_label(body, rewritten):
+    assert name_toggles_by_prompt(body) == rewritten

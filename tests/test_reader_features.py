@@ -10,27 +10,22 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from bs4 import BeautifulSoup
-from conftest import DOCS, ROOT
+from conftest import DOCS, FRONT_MATTER, PAGES, ROOT, sphinx_build
 from fontTools.ttLib import TTFont
 from jupyter_cache import get_cache
 from light_assets import ICON_NAME, icon_codepoints
 from PIL import Image
 from reader_notebooks import install_line
+from strict_execution import ANSI_ESCAPE
 
-PAGES = sorted(path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md"))
 CONF = runpy.run_path(str(ROOT / "conf.py"))
 REPOSITORY_URL = f"https://github.com/{CONF['REPOSITORY']}"
-
-
-def soup(site, docname):
-    return BeautifulSoup(site.page(docname), "html.parser")
 
 
 def test_every_page_has_its_own_description(site):
     descriptions = {}
     for docname in [*PAGES, "search"]:
-        meta = soup(site, docname).select('head meta[name="description"]')
+        meta = site.soup(docname).select('head meta[name="description"]')
         assert len(meta) == 1, docname
         descriptions[docname] = meta[0]["content"].strip()
         assert len(descriptions[docname]) >= 50, docname
@@ -39,22 +34,22 @@ def test_every_page_has_its_own_description(site):
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_edit_issue_and_repository_links(site, docname):
-    links = {a["href"] for a in soup(site, docname).select(".article-header-buttons a[href]")}
+    links = {a["href"] for a in site.soup(docname).select(".article-header-buttons a[href]")}
     assert f"{REPOSITORY_URL}/edit/{CONF['BRANCH']}/docs/{docname}.md" in links
     assert any(link.startswith(f"{REPOSITORY_URL}/issues/new?") for link in links)
     assert REPOSITORY_URL in links
 
 
 def test_previous_and_next_links_follow_the_navigation(site):
-    order = [a["href"].removesuffix(".html") for a in soup(site, "index").select("nav.bd-docs-nav a")]
+    order = [a["href"].removesuffix(".html") for a in site.soup("index").select("nav.bd-docs-nav a")]
     for before, after in zip(["index", *order], order, strict=False):
-        assert soup(site, before).select_one("a.right-next")["href"] == f"{after}.html"
-        assert soup(site, after).select_one("a.left-prev")["href"] == f"{before}.html"
+        assert site.soup(before).select_one("a.right-next")["href"] == f"{after}.html"
+        assert site.soup(after).select_one("a.left-prev")["href"] == f"{before}.html"
 
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_the_page_downloads_as_markdown_and_as_a_notebook(site, docname):
-    downloads = {a["href"] for a in soup(site, docname).select(".dropdown-download-buttons a[href]")}
+    downloads = {a["href"] for a in site.soup(docname).select(".dropdown-download-buttons a[href]")}
     assert {f"_sources/{docname}.md", f"_sources/{docname}.ipynb"} <= downloads
     source = (site.html / "_sources" / f"{docname}.md").read_text(encoding="utf8")
     assert source == (DOCS / f"{docname}.md").read_text(encoding="utf8")
@@ -62,12 +57,36 @@ def test_the_page_downloads_as_markdown_and_as_a_notebook(site, docname):
     nbformat.validate(notebook)
     requirements = (ROOT / "requirements.txt").read_text(encoding="utf8")
     assert notebook.cells[0].source == install_line(requirements, CONF["reader_notebooks_packages"])
-    # The rest is the page as it ran: its cells, in order, with their outputs.
+    # The rest is the page as it ran: its cells, in order, with their outputs (and the notes before the
+    # expected errors).
     executed = site.notebook(docname)
-    assert [(c.cell_type, c.source) for c in notebook.cells[1:]] == [
-        (c.cell_type, c.source) for c in executed.cells
-    ]
-    assert [c.get("outputs") for c in notebook.cells[1:]] == [c.get("outputs") for c in executed.cells]
+    page_cells = [c for c in notebook.cells[1:] if c.metadata.get("tags") != ["expected-error-note"]]
+    assert [(c.cell_type, c.source) for c in page_cells] == [(c.cell_type, c.source) for c in executed.cells]
+    assert [c.get("outputs") for c in page_cells] == [c.get("outputs") for c in executed.cells]
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_the_notebook_holds_what_each_cell_printed_once(site, docname):
+    """Each cell's stdout chunks, joined, are exactly one stdout block of the page (no repeated lines)."""
+    blocks = site.soup(docname).select("div.cell_output div.output.stream")
+    shown = {block.get_text().strip() for block in blocks}
+    for cell in site.notebook(docname).cells:
+        chunks = [out.text for out in cell.get("outputs", []) if out.get("name") == "stdout"]
+        if chunks and not {"remove-output", "remove-cell"} & set(cell.metadata.get("tags", [])):
+            assert ANSI_ESCAPE.sub("", "".join(chunks)).strip() in shown, (docname, cell.source)
+
+
+def test_a_page_taken_from_the_cache_still_downloads_with_its_outputs(make_project):
+    page = f'{FRONT_MATTER}(home)=\n# Home\n\n```{{code-cell}} ipython3\nprint("from the kernel")\n```\n'
+    project = make_project({"index.md": page})
+    downloads = []
+    for fresh_read in [[], ["-E"]]:  # executed; then read again, from the execution cache
+        build = sphinx_build(project, project / "docs", project / "_build" / "html", *fresh_read)
+        assert build.returncode == 0, build.log
+        notebook = nbformat.read(build.html / "_sources" / "index.ipynb", as_version=4)
+        downloads.append([output.get("text") for output in notebook.cells[-1].outputs])
+    assert "Executed notebook" not in build.log, "the second build ran nothing"
+    assert downloads == [["from the kernel\n"]] * 2
 
 
 def published_notebooks() -> tuple[str, str]:
@@ -90,7 +109,7 @@ def test_open_in_colab_opens_the_notebook_the_workflow_publishes(site, docname):
     assert branch == CONF["NOTEBOOKS_BRANCH"]
     # The artifact keeps paths under the folder, and the branch holds the artifact at its root.
     assert (site.html / folder / f"{docname}.ipynb").is_file()
-    colab = [a["href"] for a in soup(site, docname).select("a[href^='https://colab.research.google.com/']")]
+    colab = [a["href"] for a in site.soup(docname).select("a[href^='https://colab.research.google.com/']")]
     assert colab == [
         f"https://colab.research.google.com/github/{CONF['REPOSITORY']}/blob/{branch}/{docname}.ipynb"
     ]
@@ -101,7 +120,7 @@ FOOTER = re.compile(r"Outputs produced on (\d{4}-\d\d-\d\d) \(UTC\) with Python 
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_the_footer_says_when_and_with_what_the_outputs_were_produced(site, docname):
-    footer = soup(site, docname).select_one("footer .execution-footer")
+    footer = site.soup(docname).select_one("footer .execution-footer")
     found = FOOTER.fullmatch(footer.get_text(strip=True))
     assert found, footer
     runs = {
@@ -114,7 +133,7 @@ def test_the_footer_says_when_and_with_what_the_outputs_were_produced(site, docn
 
 
 def test_the_status_page_lists_every_page_versions_and_machine(site):
-    page = soup(site, "status")
+    page = site.soup("status")
     rows = [
         [cell.get_text(strip=True) for cell in row.select("td")]
         for row in page.select_one("article table").select("tbody tr")  # the execution table comes first
@@ -132,7 +151,7 @@ def test_the_status_page_lists_every_page_versions_and_machine(site):
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_every_figure_has_alt_text_and_an_opaque_background(site, docname):
-    for image in soup(site, docname).select("article img"):
+    for image in site.soup(docname).select("article img"):
         alt = image.get("alt", "").strip()
         assert len(alt) >= 20 and "/" not in alt and not alt.endswith(".png"), (docname, image)
         if image.find_parent(class_="cell_output") and image["src"].endswith(".png"):
@@ -166,7 +185,7 @@ def test_the_fonts_hold_every_icon_the_site_shows(site):
 
 @pytest.mark.parametrize("docname", [*PAGES, "search"])
 def test_pages_load_no_font_awesome_script_and_one_stylesheet(site, docname):
-    head = soup(site, docname).select_one("head")
+    head = site.soup(docname).select_one("head")
     scripts = [script.get("src", "") for script in head.select("script[src]")]
     assert not any("fontawesome" in src for src in scripts)
     assert any("searchindex" in src for src in scripts) == (docname == "search")

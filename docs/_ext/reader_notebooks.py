@@ -1,11 +1,16 @@
 """Each page as a notebook a reader can download or open in Colab, generated from its MyST source.
 
-MyST-NB writes the notebook it executed for each page into ``jupyter_execute/``; sphinx-book-theme
-copies it to ``_sources/<page>.ipynb`` for its download button when ``launch_buttons`` is set. This
-extension replaces that copy with the notebook a reader needs outside this site: the same cells and
-outputs, after a first cell that installs the pinned stack::
+MyST-NB writes each page as a notebook into ``jupyter_execute/``; sphinx-book-theme copies it to
+``_sources/<page>.ipynb`` for its download button when ``launch_buttons`` is set. That notebook holds
+the outputs only when the page ran in this build: a page taken from the execution cache is written
+without them (MyST-NB merges the cached outputs into a copy). This extension replaces that copy with the
+notebook a reader needs outside this site: the page's cells with their outputs from the execution
+cache, after a first cell that installs the pinned stack::
 
     %pip install --quiet jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 ...
+
+Before each cell that raises an exception on purpose (tagged ``raises-exception``) it puts a short note:
+Jupyter's "Run all" goes on past such a cell, Colab's stops there.
 
 The versions come from ``requirements.txt``, so the notebook installs what the page was built with (in
 a copy of the project without that file, such as a test's, from the packages installed).
@@ -28,9 +33,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
+from jupyter_cache import get_cache
 from sphinx.errors import ConfigError
 
 COLAB = "https://colab.research.google.com"
+EXPECTED_ERROR_NOTE = (
+    "The next cell raises an exception on purpose. Colab's *Run all* stops there: "
+    "to go on, select the cell after it and choose *Runtime > Run after*."
+)
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;#]+)")
 
 
@@ -62,13 +72,22 @@ def install_line(requirements: str, packages: list[str]) -> str:
     return "%pip install --quiet " + " ".join(f"{name}=={pinned[normalise(name)]}" for name in packages)
 
 
-def reader_notebook(executed: nbformat.NotebookNode, install: str) -> nbformat.NotebookNode:
-    """The executed page with the install cell first; the executed notebook itself is not changed."""
-    notebook = nbformat.from_dict(executed)
-    cell = nbformat.v4.new_code_cell(install)
-    cell.metadata["tags"] = ["install-pinned-stack"]
+def tagged(cell: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
+    cell.metadata["tags"] = [tag]
     cell.pop("id", None)
-    notebook.cells.insert(0, cell)
+    return cell
+
+
+def reader_notebook(executed: nbformat.NotebookNode, install: str) -> nbformat.NotebookNode:
+    """The executed page with the install cell first and a note before each expected error; the
+    executed notebook itself is not changed."""
+    notebook = nbformat.from_dict(executed)
+    cells = [tagged(nbformat.v4.new_code_cell(install), "install-pinned-stack")]
+    for cell in notebook.cells:
+        if "raises-exception" in cell.metadata.get("tags", []):
+            cells.append(tagged(nbformat.v4.new_markdown_cell(EXPECTED_ERROR_NOTE), "expected-error-note"))
+        cells.append(cell)
+    notebook.cells = cells
     for number, each in enumerate(notebook.cells):
         each["id"] = f"cell-{number}"  # unique ids, as nbformat 4.5 requires
     return notebook
@@ -76,6 +95,16 @@ def reader_notebook(executed: nbformat.NotebookNode, install: str) -> nbformat.N
 
 def colab_url(repository: str, branch: str, docname: str) -> str:
     return f"{COLAB}/github/{repository}/blob/{branch}/{docname}.ipynb"
+
+
+def with_cached_outputs(notebook: nbformat.NotebookNode, cache_path: str) -> nbformat.NotebookNode:
+    """The notebook with the outputs jupyter-cache holds for its code (unchanged when it holds none)."""
+    if not Path(cache_path).is_dir():
+        return notebook
+    try:
+        return get_cache(cache_path).merge_match_into_notebook(notebook)[1]
+    except KeyError:  # no record: the page ran without the cache
+        return notebook
 
 
 def write_notebook(app, pagename, templatename, context, doctree):
@@ -88,7 +117,10 @@ def write_notebook(app, pagename, templatename, context, doctree):
     packages = config.reader_notebooks_packages
     requirements = pinned.read_text(encoding="utf8") if pinned.is_file() else installed_pins(packages)
     install = install_line(requirements, packages)
-    notebook = reader_notebook(nbformat.read(executed, as_version=4), install)
+    page = nbformat.read(executed, as_version=4)
+    if config.nb_execution_mode == "cache":
+        page = with_cached_outputs(page, config.nb_execution_cache_path)
+    notebook = reader_notebook(page, install)
     target = Path(app.outdir) / "_sources" / context["ipynb_source"]
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, target)
