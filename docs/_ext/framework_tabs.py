@@ -45,9 +45,6 @@ Rules:
   tag, a cell with two tab tags, a tab-set with a single framework, a tagged markdown cell that holds a
   heading (a section cannot go inside a tab). A page with an error is read again on the next build.
 
-On a wide screen (``min-width: 1400px``) ``framework-tabs.css`` lays the panels of a tab-set out next to
-each other, one column per framework under its label; on a narrower one they are ordinary tabs.
-
 Usage: add ``"framework_tabs"`` to ``extensions`` after ``"myst_nb"`` and ``"sphinx_design"``. The
 extension adds ``../_static/framework-tabs.css`` to the HTML pages itself.
 
