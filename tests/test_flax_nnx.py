@@ -1,28 +1,20 @@
 """The claims of docs/flax-nnx.md, checked in its script and in the rendered page."""
 
 import re
-import sys
 
 import flax
 import jax
 import jax.numpy as jnp
 import pytest
-from bs4 import BeautifulSoup
-from conftest import ROOT, floats_after, run_script, section
+from conftest import floats_after, import_script, run_script, section
 from flax import nnx
 
-CODE = ROOT / "code"
+PAGE = "flax-nnx"
 
 
 @pytest.fixture(scope="module")
 def script():
-    """code/flax_nnx.py imported as a module; it imports code/train_state.py beside it."""
-    sys.path.insert(0, str(CODE))
-    try:
-        import flax_nnx
-    finally:
-        sys.path.remove(str(CODE))
-    return flax_nnx
+    return import_script("flax_nnx")
 
 
 # -- The script --------------------------------------------------------------------------------
@@ -139,23 +131,8 @@ def test_merge_shares_variables_unless_asked_to_copy(script):
 # -- The rendered page -------------------------------------------------------------------------
 
 
-def page(site):
-    return BeautifulSoup(site.page("flax-nnx"), "html.parser")
-
-
-def outputs(site) -> list[str]:
-    cells = page(site).select("div.cell:has(div.cell_output)")
-    return [cell.select_one("div.cell_output").get_text() for cell in cells]
-
-
-def output_with(site, text: str) -> str:
-    found = [output for output in outputs(site) if text in output]
-    assert len(found) == 1, f"{text!r} is in {len(found)} outputs"
-    return found[0]
-
-
 def test_page_has_linen_and_nnx_tab_sets_for_the_step_and_the_loop(site):
-    tab_sets = page(site).select("div.sd-tab-set.framework-tabs")
+    tab_sets = site.soup(PAGE).select("div.sd-tab-set.framework-tabs")
     assert len(tab_sets) == 2
     for tab_set in tab_sets:
         labels = [label.get_text(strip=True) for label in tab_set.select("label.sd-tab-label")]
@@ -169,7 +146,7 @@ def test_page_has_linen_and_nnx_tab_sets_for_the_step_and_the_loop(site):
 
 
 def test_page_loss_curves_are_the_scripts(site):
-    loop = page(site).select("div.sd-tab-set.framework-tabs")[1]
+    loop = site.soup(PAGE).select("div.sd-tab-set.framework-tabs")[1]
     linen_panel, nnx_panel = (panel.get_text() for panel in loop.select("div.sd-tab-content"))
     out = run_script("flax_nnx")
     assert floats_after("loss", linen_panel) == floats_after("linen loss", out)
@@ -177,19 +154,19 @@ def test_page_loss_curves_are_the_scripts(site):
 
 
 def test_page_counter_counts_one_two_three(site):
-    counter = output_with(site, "counter.count afterwards:").split()
+    counter = site.output_with(PAGE, "counter.count afterwards:").split()
     body = ["(count's", "Python", "body", "runs)"]
     assert counter == [*body, "1", "2", "3", "counter.count", "afterwards:", "3"]
 
 
 def test_page_shows_plain_jax_jit_fail_on_the_module(site):
-    (cell,) = page(site).select("div.cell.tag_raises-exception")
+    (cell,) = site.soup(PAGE).select("div.cell.tag_raises-exception")
     assert "jax.jit(Counter().__call__)()" in cell.select_one("div.cell_input").get_text()
     assert "TraceContextError: Cannot mutate Count from a different trace level" in cell.get_text()
 
 
 def test_page_shows_the_counter_by_hand_with_split_and_merge(site):
-    text = output_with(site, "counter.count before nnx.update")
+    text = site.output_with(PAGE, "counter.count before nnx.update")
     assert text.split() == [
         *"state: {'count': 3}".split(),
         *"(count's Python body runs)".split(),
@@ -202,10 +179,10 @@ def test_page_shows_the_counter_by_hand_with_split_and_merge(site):
 
 
 def test_page_shows_modes_and_their_effects(site):
-    modes = output_with(site, "after model.eval():")
+    modes = site.output_with(PAGE, "after model.eval():")
     assert "after construction:    use_running_average=False, deterministic=False" in modes
     assert "after model.eval():    use_running_average=True, deterministic=True" in modes
-    effects = output_with(site, "eval:  outputs repeat exactly")
+    effects = site.output_with(PAGE, "eval:  outputs repeat exactly")
     assert "eval:  outputs repeat exactly: True" in effects
     assert "eval:  batch statistics changed: False" in effects
     assert "train: outputs repeat exactly: False" in effects
@@ -213,26 +190,39 @@ def test_page_shows_modes_and_their_effects(site):
 
 
 def test_page_shows_merge_split_and_the_agreeing_runs(site):
-    merged = output_with(site, "merge(split(model))")
+    merged = site.output_with(PAGE, "merge(split(model))")
     assert "merge(split(model)) gives the same outputs: True" in merged
     assert "a new module object: True" in merged
     assert "the same Variable objects: True" in merged
     assert "the same Variable objects with copy=True: False" in merged
-    runs = output_with(site, "max |nnx.jit - split/merge| loss:")
+    runs = site.output_with(PAGE, "max |nnx.jit - split/merge| loss:")
     assert floats_after("max |nnx.jit - split/merge| loss:", runs) == [0.0]
     assert "trained models agree: True" in runs
-    assert floats_after("max |Linen - NNX| output:", output_with(site, "max |Linen - NNX| output:")) == [0.0]
+    label = "max |Linen - NNX| output:"
+    assert floats_after(label, site.output_with(PAGE, label)) == [0.0]
 
 
 def test_page_prints_no_memory_address(site):
     """A GraphDef's text holds memory addresses; the page never prints one."""
-    assert not any(re.search(r"0x[0-9a-f]{6,}", output) for output in outputs(site))
+    assert not any(re.search(r"0x[0-9a-f]{6,}", output) for output in site.outputs(PAGE))
 
 
 def test_page_plot_has_alt_text_that_matches_the_runs(site):
-    (image,) = page(site).select("div.cell_output img")
+    (image,) = site.soup(PAGE).select("div.cell_output img")
     alt = image.get("alt", "")
     assert "Linen" in alt and "NNX" in alt
     out = run_script("flax_nnx")
     assert f"{floats_after('linen loss', out)[0]:.2f}" in alt
     assert f"{floats_after('nnx.jit loss', out)[0]:.2f}" in alt
+
+
+def test_page_exercise_counts_forward_passes_with_a_variable_of_its_own(site):
+    out = site.output_with(PAGE, "forward passes counted:")
+    assert out.split() == [
+        *"forward passes counted: 5".split(),
+        *"optimizer steps: 5".split(),
+        *"Calls state: {'calls': 5}".split(),
+        *"Adam keeps moments for: ['dense1', 'dense2', 'norm']".split(),
+    ], "the count comes out of nnx.jit, and the optimizer leaves it alone"
+    (solution,) = site.soup(PAGE).select("div.cell.tag_hide-cell")
+    assert "class Calls(nnx.Variable):" in solution.select_one("div.cell_input").get_text()

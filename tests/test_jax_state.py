@@ -1,7 +1,9 @@
 """The claims of docs/jax-state.md, checked in its script and in the rendered page."""
 
 from bs4 import BeautifulSoup
-from conftest import run_script
+from conftest import floats_after, run_script
+
+PAGE = "jax-state"
 
 
 def test_jitted_stateful_counter_is_stuck_at_one():
@@ -50,3 +52,12 @@ def test_page_shows_the_compiled_programs(site):
     outputs = cell_outputs(site)
     assert any("{ lambda ; . let  in (1:i32[],) }" in output for output in outputs), "a constant, no input"
     assert any("add a 1:i32[]" in output for output in outputs), "the explicit version adds to its input"
+
+
+def test_page_exercise_running_mean_is_traced_once_and_still_counts(site):
+    out = site.output_with(PAGE, "running_mean's Python body runs")
+    assert out.count("(running_mean's Python body runs)") == 1, "traced once"
+    assert floats_after("mean", out) == [2.0, 3.0, 4.0], "the means of 2, then 2 and 4, then 2, 4 and 6"
+    assert "final state (total, count): 12.0 3" in out
+    (solution,) = site.soup(PAGE).select("div.cell.tag_hide-cell")
+    assert "running_mean's Python body runs" in solution.get_text(), "the output is the hidden solution's"

@@ -3,9 +3,10 @@
 import re
 
 import pytest
-from bs4 import BeautifulSoup
 from conftest import floats_after, run_script
 from strict_execution import raised_exception
+
+PAGE = "pitfalls"
 
 
 def lines(number: int, kind: str) -> str:
@@ -89,33 +90,17 @@ def test_evaluation_needs_eval_mode():
 # -- The page ----------------------------------------------------------------------------------
 
 
-def page(site) -> BeautifulSoup:
-    return BeautifulSoup(site.page("pitfalls"), "html.parser")
-
-
-def outputs(site) -> list[str]:
-    return [
-        cell.select_one("div.cell_output").get_text()
-        for cell in page(site).select("div.cell:has(div.cell_output)")
-    ]
-
-
-def output_with(site, text: str) -> str:
-    (found,) = [output for output in outputs(site) if text in output]
-    return found
-
-
 def named_error_cells(site) -> dict[str, list]:
     """{exception name from the cell's raises:<Name> tag: [cells]}."""
     found = {}
-    for cell in page(site).select("div.cell.tag_raises-exception"):
+    for cell in site.soup(PAGE).select("div.cell.tag_raises-exception"):
         (name,) = [css[len("tag_raises:") :] for css in cell["class"] if css.startswith("tag_raises:")]
         found.setdefault(name, []).append(cell)
     return found
 
 
 def test_page_has_its_description(site):
-    description = page(site).select_one('meta[name="description"]')["content"]
+    description = site.soup(PAGE).select_one('meta[name="description"]')["content"]
     assert description.startswith("Eight state bugs") and 50 <= len(description) <= 160
 
 
@@ -137,21 +122,22 @@ def test_each_expected_error_is_real_and_the_one_named(site, name, message):
 
 def test_every_error_cell_names_its_exception(site):
     assert sum(len(cells) for cells in named_error_cells(site).values()) == len(
-        page(site).select("div.cell.tag_raises-exception")
+        site.soup(PAGE).select("div.cell.tag_raises-exception")
     )
-    assert len(page(site).select(".traceback")) == 4, "only the four expected errors"
+    assert len(site.soup(PAGE).select(".traceback")) == 4, "only the four expected errors"
 
 
 def test_page_shows_stale_jit_state_and_the_fix(site):
-    assert output_with(site, "2.0\n2.0").split() == ["2.0", "2.0"]
-    assert output_with(site, "JitTracer").split() == ["1", "[JitTracer(float32[])]"]
-    assert output_with(site, "2.0 20.0").split() == ["2.0", "20.0", "[3.0,", "12.0,", "27.0]"]
+    assert site.output_with(PAGE, "2.0\n2.0").split() == ["2.0", "2.0"]
+    assert site.output_with(PAGE, "JitTracer").split() == ["1", "[JitTracer(float32[])]"]
+    assert site.output_with(PAGE, "2.0 20.0").split() == ["2.0", "20.0", "[3.0,", "12.0,", "27.0]"]
 
 
 def test_page_shows_at_set_and_donation(site):
-    assert output_with(site, "y: [1. 0. 0.]").split() == ["x:", "[0.", "0.", "0.]", "y:", "[1.", "0.", "0.]"]
-    assert "new params: [0.75 0.75 0.75]" in output_with(site, "new params:")
-    assert output_with(site, "params: [0.5").split() == ["params:", "[0.5", "0.5", "0.5]"]
+    shown = site.output_with(PAGE, "y: [1. 0. 0.]").split()
+    assert shown == ["x:", "[0.", "0.", "0.]", "y:", "[1.", "0.", "0.]"]
+    assert "new params: [0.75 0.75 0.75]" in site.output_with(PAGE, "new params:")
+    assert site.output_with(PAGE, "params: [0.5").split() == ["params:", "[0.5", "0.5", "0.5]"]
 
 
 def masks(output: str) -> list[str]:
@@ -159,7 +145,7 @@ def masks(output: str) -> list[str]:
 
 
 def test_page_shows_identical_masks_then_different_ones(site):
-    mask_outputs = [masks(output) for output in outputs(site) if "kept [" in output]
+    mask_outputs = [masks(output) for output in site.outputs(PAGE) if "kept [" in output]
     reused, split, torch_masks, nnx_masks = mask_outputs
     assert len(reused) == 3 and len(set(reused)) == 1
     for different in (split, torch_masks, nnx_masks):
@@ -167,7 +153,7 @@ def test_page_shows_identical_masks_then_different_ones(site):
 
 
 def test_page_shows_batch_stats_returned_not_written(site):
-    out = output_with(site, "mean passed in:")
+    out = site.output_with(PAGE, "mean passed in:")
     assert floats_after("mean passed in: [", out) == [0.0]
     assert "[0. 0. 0. 0.]" in out
     returned = re.search(r"mean returned:\s*\[([^\]]*)\]", out).group(1).split()
@@ -175,10 +161,11 @@ def test_page_shows_batch_stats_returned_not_written(site):
 
 
 def test_page_shows_the_step_stuck_then_advancing(site):
-    stuck = output_with(site, "step 0  loss")
+    stuck = site.output_with(PAGE, "step 0  loss")
     assert stuck.count("step 0  loss") == 3
     assert len(set(floats_after("loss", stuck))) == 1
-    advancing = [output for output in outputs(site) if "step 3  loss" in output and "step 1  loss" in output]
+    outputs = site.outputs(PAGE)
+    advancing = [output for output in outputs if "step 3  loss" in output and "step 1  loss" in output]
     assert len(advancing) == 3, "Linen with the assignment, PyTorch and NNX in place"
     for output in advancing:
         losses = floats_after("loss", output)
@@ -187,20 +174,21 @@ def test_page_shows_the_step_stuck_then_advancing(site):
 
 
 def test_page_shows_plain_lists_and_their_fixes(site):
-    assert [float(value) for value in re.findall(r"PyTorch finds: (\d+)", "".join(outputs(site)))] == [0, 4]
-    fixed = output_with(site, "Param arrays NNX finds:")
+    found = re.findall(r"PyTorch finds: (\d+)", "".join(site.outputs(PAGE)))
+    assert [float(value) for value in found] == [0, 4]
+    fixed = site.output_with(PAGE, "Param arrays NNX finds:")
     assert "Param arrays NNX finds: 4" in fixed and "arrays in the whole state: 6" in fixed
 
 
 def test_page_shows_training_mode_at_evaluation_then_eval(site):
-    train_mode = [output for output in outputs(site) if "second call:" in output]
+    train_mode = [output for output in site.outputs(PAGE) if "second call:" in output]
     assert len(train_mode) == 2, "PyTorch and NNX"
     for output in train_mode:
         first = re.search(r"first call:\s*\[([^\]]*)\]", output).group(1).split()
         second = re.search(r"second call:\s*\[([^\]]*)\]", output).group(1).split()
         assert first != second
         assert "mean changed: True" in output
-    eval_mode = [output for output in outputs(site) if "two calls agree:" in output]
+    eval_mode = [output for output in site.outputs(PAGE) if "two calls agree:" in output]
     assert len(eval_mode) == 2
     for output in eval_mode:
         assert "two calls agree: True" in output and "mean changed: False" in output
@@ -208,15 +196,30 @@ def test_page_shows_training_mode_at_evaluation_then_eval(site):
 
 
 def test_page_contrasts_pytorch_in_synced_tabs(site):
-    tab_sets = page(site).select("div.sd-tab-set.framework-tabs")
+    tab_sets = site.soup(PAGE).select("div.sd-tab-set.framework-tabs")
     assert len(tab_sets) == 6
     for tab_set in tab_sets:
         assert [label.get_text(strip=True) for label in tab_set.select("label")] == ["PyTorch", "Flax NNX"]
 
 
 def test_page_is_sixth_on_the_path_through_the_guide(site):
-    index = BeautifulSoup(site.page("index"), "html.parser")
+    index = site.soup("index")
     path = [item.get_text(" ", strip=True) for item in index.select("article ol > li")]
     assert len(path) >= 6 and "State pitfalls, and their fixes" in path[5]
     toctree = [a["href"] for a in index.select("div.toctree-wrapper a")]
     assert toctree.index("pitfalls.html") == toctree.index("flax-nnx.html") + 1
+
+
+def noisy_steps(output: str) -> list[tuple[str, str]]:
+    return re.findall(r"step \d: w \[([^\]]*)\], noise \[([^\]]*)\]", output)
+
+
+def test_page_exercise_shows_the_two_bugs_then_the_fix(site):
+    buggy, fixed = [noisy_steps(output) for output in site.outputs(PAGE) if "noise [" in output]
+    assert len(buggy) == len(fixed) == 3
+    assert {w for w, _ in buggy} == {"1. 1. 1."}, "the bug: w never moves"
+    assert len({noise for _, noise in buggy}) == 1, "the bug: the same key, the same noise"
+    assert len({noise for _, noise in fixed}) == 3, "the fix: a fresh key at every step"
+    assert all(abs(float(value)) < 0.9 for value in fixed[-1][0].split()), "the fix: w shrinks"
+    (solution,) = site.soup(PAGE).select("div.cell.tag_hide-cell")
+    assert "jax.random.split(key)" in solution.select_one("div.cell_input").get_text()

@@ -6,6 +6,8 @@ import sys
 from bs4 import BeautifulSoup
 from conftest import ROOT, floats_after, run_script
 
+PAGE = "pytorch-vs-flax"
+
 # float32 arithmetic in two libraries: same numbers up to rounding, never more than this apart.
 TOLERANCE = 1e-5
 
@@ -209,3 +211,13 @@ def test_page_ends_with_the_script(site):
     dropdown = parse(site).select("details.sd-dropdown")[-1]
     assert "code/pytorch_vs_flax.py" in dropdown.select_one("summary").get_text()
     assert "def params_from_torch(torch_model):" in dropdown.get_text()
+
+
+def test_page_exercise_loads_linen_weights_into_pytorch(site):
+    out = site.output_with(PAGE, "largest difference below 1e-6:")
+    assert "largest difference below 1e-6: True" in out
+    torch_row = out.split("PyTorch, first 3 predictions:")[1].splitlines()[0]
+    linen_row = out.split("Linen,   first 3 predictions:")[1].splitlines()[0]
+    assert torch_row == linen_row and len(torch_row.strip(" []").split()) == 3
+    (solution,) = site.soup(PAGE).select("div.cell.tag_hide-cell")
+    assert ".T" in solution.select_one("div.cell_input").get_text(), "weight = kernel.T"

@@ -5,14 +5,8 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import DOCS, ROOT, run_script, sphinx_build
+from conftest import DOCS, PAGES, ROOT, run_script, sphinx_build
 from strict_execution import ANSI_ESCAPE
-
-PAGES = sorted(path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md"))
-
-
-def soup(site, docname):
-    return BeautifulSoup(site.page(docname), "html.parser")
 
 
 def code_cells(build, docname):
@@ -34,22 +28,26 @@ def test_build_succeeds_without_warnings(site):
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_page_is_in_the_navigation(site, docname):
-    index = soup(site, "index")
+    index = site.soup("index")
     linked = {a["href"] for a in index.select("nav.bd-docs-nav a")}
     assert docname == "index" or f"{docname}.html" in linked
-    assert soup(site, docname).select_one("article h1")
+    assert site.soup(docname).select_one("article h1")
 
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_every_executed_output_is_on_the_page(site, docname):
     cells = code_cells(site, docname)
-    html_cells = soup(site, docname).select("div.cell")
+    html_cells = site.soup(docname).select("div.cell")
     assert len(html_cells) == len(cells)
     for cell, html in zip(cells, html_cells, strict=True):
         assert cell.execution_count is not None, f"{docname}: a cell did not run:\n{cell.source}"
         for output in cell.outputs:
-            if "image/png" in output.get("data", {}):
+            data = output.get("data", {})
+            if "image/png" in data:
                 assert html.select_one("div.cell_output img"), (docname, cell.source)
+                continue
+            if "text/markdown" in data or "text/html" in data:  # rendered, not shown as its text/plain
+                assert html.select_one("div.cell_output").get_text().strip(), (docname, cell.source)
                 continue
             text = output_text(output)
             first_line = text.strip().splitlines()[0] if text.strip() else ""
@@ -58,7 +56,7 @@ def test_every_executed_output_is_on_the_page(site, docname):
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_no_error_output_outside_cells_that_expect_one(site, docname):
-    for cell in soup(site, docname).select("div.cell"):
+    for cell in site.soup(docname).select("div.cell"):
         if "tag_raises-exception" in cell["class"]:
             continue
         output = cell.select_one("div.cell_output")
@@ -82,7 +80,7 @@ VARYING = "varying-output"
 def rendered_outputs(build, docname) -> list[tuple[list[str], str]]:
     """Each cell's tags and the output a reader sees (text, and image file names), in page order."""
     outputs = []
-    for cell in soup(build, docname).select("div.cell"):
+    for cell in build.soup(docname).select("div.cell"):
         tags = [name.removeprefix("tag_") for name in cell["class"] if name.startswith("tag_")]
         output = cell.select_one("div.cell_output")
         images = [image["src"] for image in output.select("img")] if output else []
@@ -92,7 +90,7 @@ def rendered_outputs(build, docname) -> list[tuple[list[str], str]]:
 
 @pytest.mark.parametrize("docname", PAGES)
 def test_two_clean_builds_give_identical_outputs(site, site_rebuilt, docname):
-    """Compared as rendered: MyST-NB merges a cell's stream chunks there, wherever the kernel cut them."""
+    """Compared as rendered, where stream_outputs merges the chunks the kernel cut a cell's output into."""
     first, second = rendered_outputs(site, docname), rendered_outputs(site_rebuilt, docname)
     assert len(first) == len(second)
     for (tags, output), (_, again) in zip(first, second, strict=True):
@@ -113,7 +111,7 @@ def test_parallel_and_serial_builds_give_the_same_pages(site, tmp_path):
     )
     assert serial.returncode == 0, serial.log
     for docname in PAGES:
-        parallel_body = soup(site, docname).select_one("article")
+        parallel_body = site.soup(docname).select_one("article")
         serial_body = BeautifulSoup(serial.page(docname), "html.parser").select_one("article")
         assert str(parallel_body) == str(serial_body), docname
 
@@ -121,9 +119,33 @@ def test_parallel_and_serial_builds_give_the_same_pages(site, tmp_path):
 def test_versions_on_the_landing_page_come_from_the_kernel(site):
     from importlib.metadata import version
 
-    text = soup(site, "index").get_text()
+    text = site.soup("index").get_text()
     for package in ["jax", "flax", "optax", "torch"]:
         assert re.search(rf"{package}\s+{re.escape(version(package))}", text), package
+
+
+def guide_pages() -> list[str]:
+    """The pages of the toctree captioned "The guide" in docs/index.md, in order."""
+    index = (DOCS / "index.md").read_text(encoding="utf8")
+    toctree = index.split(":caption: The guide\n")[1].split("```")[0]
+    return toctree.split()
+
+
+@pytest.mark.parametrize("docname", [*guide_pages(), "page-template"])
+def test_each_guide_page_ends_with_an_exercise_and_its_executed_solution(site, docname):
+    exercise = site.soup(docname).select_one("section#exercise")
+    assert exercise, f"{docname} has no '## Exercise' section"
+    following = exercise.find_next_sibling("section")
+    assert following and following["id"] == "summary", "the exercise comes just before the summary"
+    task = exercise.select_one("div.admonition.tip > p.admonition-title")
+    assert task and task.get_text() == "Exercise"
+    solution = exercise.select_one("div.cell.tag_hide-cell details")
+    assert solution, "the solution is a cell tagged hide-cell"
+    assert solution.select_one("summary .collapsed").get_text() == "Show the solution"
+    assert solution.select_one("div.cell_input"), "the solution shows its code"
+    output = solution.select_one("div.cell_output")
+    assert output and output.get_text().strip(), "the solution prints its result"
+    assert not output.select(".traceback, .stderr")
 
 
 @pytest.mark.parametrize("script", sorted(path.stem for path in (ROOT / "code").glob("*.py")))

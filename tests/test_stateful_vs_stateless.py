@@ -3,6 +3,7 @@
 from bs4 import BeautifulSoup
 from conftest import run_script, section
 
+PAGE = "stateful-vs-stateless"
 FRAMEWORKS = ["PyTorch", "Flax Linen", "Flax NNX"]
 
 
@@ -161,3 +162,14 @@ def test_page_ends_with_the_script(site):
     dropdown = page.select("details.sd-dropdown")[-1]
     assert "code/stateful_vs_stateless.py" in dropdown.select_one("summary").get_text()
     assert "class NNXNet(nnx.Module):" in dropdown.get_text()
+
+
+def test_page_exercise_counts_the_same_numbers_in_the_three_frameworks(site):
+    out = site.output_with(PAGE, "running statistics:")
+    rows = [line.split() for line in out.strip().splitlines()]
+    assert [" ".join(row[: row.index("trained:")]) for row in rows] == FRAMEWORKS
+    for row in rows:
+        assert row[row.index("trained:") + 1] == "74", "(4*8 + 8) + (8 + 8) + (8*2 + 2)"
+        assert row[-1] == "16", "running mean and variance of 8 features"
+    (solution,) = site.soup(PAGE).select("div.cell.tag_hide-cell")
+    assert "running statistics:" in solution.get_text()

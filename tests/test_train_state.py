@@ -1,26 +1,18 @@
 """The claims of docs/train-state.md, checked in its script and in the rendered page."""
 
 import itertools
-import sys
 
 import flax
 import jax
 import pytest
-from bs4 import BeautifulSoup
-from conftest import ROOT, floats_after, run_script
+from conftest import floats_after, import_script, run_script
 
-CODE = ROOT / "code"
+PAGE = "train-state"
 
 
 @pytest.fixture(scope="module")
 def script():
-    """code/train_state.py imported as a module (code/ is not a package)."""
-    sys.path.insert(0, str(CODE))
-    try:
-        import train_state
-    finally:
-        sys.path.remove(str(CODE))
-    return train_state
+    return import_script("train_state")
 
 
 # -- The script --------------------------------------------------------------------------------
@@ -88,28 +80,13 @@ def test_apply_gradients_is_keyword_only(script):
 # -- The rendered page -------------------------------------------------------------------------
 
 
-def page(site):
-    return BeautifulSoup(site.page("train-state"), "html.parser")
-
-
-def outputs(site) -> list[str]:
-    cells = page(site).select("div.cell:has(div.cell_output)")
-    return [cell.select_one("div.cell_output").get_text() for cell in cells]
-
-
-def output_with(site, text: str) -> str:
-    found = [output for output in outputs(site) if text in output]
-    assert len(found) == 1, f"{text!r} is in {len(found)} outputs"
-    return found[0]
-
-
 def test_page_shows_the_two_collections_of_init(site):
-    shapes = output_with(site, "'batch_stats': {'BatchNorm_0': {'mean': (16,), 'var': (16,)}}")
+    shapes = site.output_with(PAGE, "'batch_stats': {'BatchNorm_0': {'mean': (16,), 'var': (16,)}}")
     assert "'params': {'BatchNorm_0': {'bias': (16,), 'scale': (16,)}" in shapes
 
 
 def test_page_error_cell_shows_modify_scope_variable_error(site):
-    (cell,) = page(site).select("div.cell.tag_raises-exception")
+    (cell,) = site.soup(PAGE).select("div.cell.tag_raises-exception")
     assert "mutable" not in cell.select_one("div.cell_input").get_text(), "the call omits mutable"
     text = cell.select_one("div.cell_output").get_text()
     assert "ModifyScopeVariableError" in text
@@ -117,32 +94,46 @@ def test_page_error_cell_shows_modify_scope_variable_error(site):
 
 
 def test_page_shows_a_new_state_and_the_old_one_unchanged(site):
-    text = output_with(site, "step: old 0 -> new 1")
+    text = site.output_with(PAGE, "step: old 0 -> new 1")
     assert "old state holds the initial params: True" in text
     assert "new state has new params: True" in text
     assert "new state has new batch_stats: True" in text
 
 
 def test_page_shows_evaluation_changes_nothing(site):
-    assert "eval outputs repeat exactly: True" in output_with(site, "eval outputs repeat exactly")
-    assert "batch_stats unchanged by eval: True" in output_with(site, "batch_stats unchanged by eval")
+    assert "eval outputs repeat exactly: True" in site.output_with(PAGE, "eval outputs repeat exactly")
+    assert "batch_stats unchanged by eval: True" in site.output_with(PAGE, "batch_stats unchanged by eval")
 
 
 def test_page_trains_as_the_script_does(site):
     """The page's loop and the script's give the same losses: the page shows the script's run."""
-    page_losses = floats_after("loss", output_with(site, "steps taken: 100"))
+    page_losses = floats_after("loss", site.output_with(PAGE, "steps taken: 100"))
     script_losses = floats_after(
         "loss", run_script("train_state").split("== Training ==")[1].split("eval after")[0]
     )
     assert page_losses == script_losses
-    (page_accuracy,) = floats_after("accuracy", output_with(site, "eval loss"))
+    (page_accuracy,) = floats_after("accuracy", site.output_with(PAGE, "eval loss"))
     (script_accuracy,) = floats_after("accuracy", run_script("train_state"))
     assert page_accuracy == script_accuracy
 
 
 def test_page_plot_has_alt_text_that_matches_the_run(site):
-    (image,) = page(site).select("div.cell_output img")
+    (image,) = site.soup(PAGE).select("div.cell_output img")
     alt = image.get("alt", "")
     assert len(alt) > 40
     losses = floats_after("loss", run_script("train_state").split("== Training ==")[1].split("eval after")[0])
     assert f"{losses[0]:.2f}" in alt and f"{losses[-1]:.2f}" in alt, "the alt text describes this run"
+
+
+def test_page_exercise_swaps_in_adamw_without_changing_the_step(site):
+    out = site.output_with(PAGE, "AdamW: 100 steps")
+    adam, adamw = out.split("AdamW:")
+    assert "Adam: 100 steps" in adam
+    assert "optimizer state: ['ScaleByAdamState', 'EmptyState']" in adam
+    assert "optimizer state: ['ScaleByAdamState', 'EmptyState', 'EmptyState']" in adamw, "one more part"
+    (adam_norm,), (adamw_norm,) = floats_after("parameter norm", adam), floats_after("parameter norm", adamw)
+    assert adamw_norm < adam_norm, "weight decay keeps the parameters smaller"
+    (adam_loss,) = floats_after("final loss", adam)
+    assert adam_loss == floats_after("loss", site.output_with(PAGE, "steps taken: 100"))[-1], "the page's run"
+    (solution,) = site.soup(PAGE).select("div.cell.tag_hide-cell")
+    assert "optax.adamw" in solution.select_one("div.cell_input").get_text()
