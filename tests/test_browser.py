@@ -224,6 +224,18 @@ def test_framework_tabs_switch_and_stay_in_sync(browser, served_site, site):
     assert problems == []
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_first_visit_has_its_colour_theme_before_the_themes_script_runs(browser, served_site, scheme):
+    """docs/_templates/layout.html resolves data-theme="auto" in the head: blocked, the theme's script
+    could not, and without it the page is styled twice (the second time when the script resolves it)."""
+    page = new_page(browser, color_scheme=scheme)
+    page.route("**/pydata-sphinx-theme.js*", lambda route: route.abort())
+    page.goto(served_site + "jax-state.html", wait_until="load")
+    theme = page.evaluate("document.documentElement.dataset.theme")
+    page.context.close()
+    assert theme == scheme
+
+
 def test_dark_mode_toggle_works_and_persists(browser, served_site):
     page, problems = visit(browser, served_site + "jax-state.html", viewport=DESKTOP, color_scheme="light")
     assert page.evaluate("document.documentElement.dataset.theme") == "light"
