@@ -28,22 +28,13 @@ import tempfile
 from pathlib import Path
 
 from bs4 import BeautifulSoup
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import sync_playwright
 from static_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 STATUS_PAGE = ROOT / "docs" / "status.md"
 BEGIN, END = "% page-bench:begin", "% page-bench:end"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# Headless Chromium as root in a container: no sandbox, no GPU, and nothing that phones home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
 CATEGORIES = ["performance", "accessibility", "best-practices", "seo"]
 BUDGET, HEAVY_BUDGET = 250 * 1024, 500 * 1024

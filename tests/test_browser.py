@@ -8,24 +8,14 @@ the framework tabs, the dark-mode toggle and the copy button.
 Needs Debian's Chromium (or the browser at $CHROMIUM) and ``npm ci`` (axe-core); `.ci/run` installs both.
 """
 
-import os
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import PAGES, ROOT
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# Headless Chromium as root in a container: no sandbox, no GPU, and nothing that phones home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
