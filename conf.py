@@ -31,7 +31,7 @@ extensions = [
     "reader_notebooks",  # each page as a notebook to download or open in Colab, with an install cell
     "hidden_cells",  # a hidden cell's toggle is named by its prompt ("Show the solution")
     "stream_outputs",  # what a cell printed in one block, however the kernel cut it
-    "light_assets",  # no Font Awesome script, fonts cut to the icons shown, search scripts on search only
+    "light_assets",  # no Font Awesome script, fonts cut to the icons shown, unused CSS rules dropped
 ]
 
 # -- Strictness ------------------------------------------------------------

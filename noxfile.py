@@ -13,7 +13,7 @@ HTML_DIR = "_build/html"
 # reports all of them, -n (nitpicky) makes every unresolved reference one of them.
 SPHINX_STRICT = ["sphinx-build", "-c", ".", "-W", "--keep-going", "-n"]
 # What lint needs to parse the pages without running them: no JAX or torch.
-PAGE_TOOLS = ["myst-nb", "sphinx-book-theme", "sphinx-design", "sphinx-copybutton"]
+PAGE_TOOLS = ["myst-nb", "sphinx-book-theme", "sphinx-design", "sphinx-copybutton", "tinycss2"]
 
 
 def install_stack(session):

@@ -2,25 +2,34 @@
 exact problem each bad input gets."""
 
 import io
+import re
 from pathlib import Path
 
 import nbformat
 import pydata_sphinx_theme
 import pytest
+import tinycss2
+from css_rules import CSSError, built_name_patterns, drop_unmatched_rules, selector_names, words
 from docutils import nodes
 from execution_footer import footer_text
 from fontTools.ttLib import TTFont
 from hidden_cells import name_toggles_by_prompt
 from light_assets import (
     bundle_css,
+    bundle_name,
     bundle_stylesheets,
+    cached_pruned_css,
     cached_subset_font,
     icon_codepoints,
+    plain_token_classes,
+    prune_bundles,
     rebase_urls,
     strip_assets,
+    styles_lone_class,
     subset_font,
     theme_static_file,
     trim_icon_table,
+    unwrap_tokens,
     wanted_codepoints,
 )
 from page_description import HOW, description_problem, duplicates
@@ -64,6 +73,7 @@ HEAD = """<head>
 <link href="_static/styles/pydata-sphinx-theme.css?digest=1" rel="stylesheet" />
     <link rel="stylesheet" type="text/css" href="_static/pygments.css?v=2" />
   <link rel="stylesheet" href="_static/print.css" media="print" />
+  <link rel="preload" as="script" href="_static/scripts/bootstrap.js?digest=1" />
   <script defer src="_static/scripts/fontawesome.js?digest=1"></script>
     <script src="_static/documentation_options.js?v=3"></script>
     <script src="_static/doctools.js?v=4"></script>
@@ -72,27 +82,128 @@ HEAD = """<head>
     <script src="_static/searchtools.js"></script>
     <script src="_static/language_data.js"></script>
     <script src="searchindex.js"></script>
-</head>"""
+</head>
+<body><img alt="Colab logo" src="_static/images/logo_colab.png"><img loading="eager" alt="kept" src="x.png">
+<script defer src="_static/scripts/bootstrap.js?digest=1"></script></body>"""
 
 
-def test_a_page_loses_font_awesome_and_search_and_defers_its_scripts():
+def test_a_page_loses_font_awesome_preloads_and_search_and_defers_its_scripts():
     lighter = strip_assets(HEAD, search_page=False)
-    assert "fontawesome.js" not in lighter
+    assert "fontawesome.js" not in lighter and "preload" not in lighter
     assert "searchtools" not in lighter and "language_data" not in lighter and "searchindex" not in lighter
     assert '<script defer src="_static/doctools.js?v=4"></script>' in lighter
     assert (
         '<script defer data-sd-tabs-storage-prefix="x-" src="_static/design-tabs.js?v=5"></script>' in lighter
     )
     assert '<script src="_static/documentation_options.js?v=3"></script>' in lighter  # read inline
+    assert '<script defer src="_static/scripts/bootstrap.js?digest=1"></script>' in lighter  # loaded, later
+    assert '<img loading="lazy" alt="Colab logo"' in lighter and '<img loading="eager" alt="kept"' in lighter
     assert strip_assets(lighter, search_page=False) == lighter  # a second run changes nothing
 
 
-def test_the_search_page_keeps_its_scripts():
+def test_the_search_page_keeps_its_search_scripts_deferred_in_order():
     lighter = strip_assets(HEAD, search_page=True)
-    assert "fontawesome.js" not in lighter
-    assert lighter == HEAD.replace(
-        '  <script defer src="_static/scripts/fontawesome.js?digest=1"></script>\n', ""
+    assert "fontawesome.js" not in lighter and "preload" not in lighter
+    deferred = re.findall(r'<script defer [^>]*src="([^"?]+)', lighter)
+    assert deferred == [
+        "_static/doctools.js",
+        "_static/design-tabs.js",
+        "_static/searchtools.js",
+        "_static/language_data.js",
+        "searchindex.js",  # last: it hands the index to searchtools.js
+        "_static/scripts/bootstrap.js",
+    ]
+    assert strip_assets(lighter, search_page=True) == lighter
+
+
+PYGMENTS = """html[data-theme="light"] .highlight pre { line-height: 125%; }
+html[data-theme="light"] .highlight { background: #fefefe; color: #080808 }
+html[data-theme="light"] .highlight .n { color: #080808 } /* Name */
+html[data-theme="light"] .highlight .p { color: #080808 } /* Punctuation */
+html[data-theme="light"] .highlight .k { color: #6730C5 } /* Keyword */
+html[data-theme="light"] .highlight .ge { font-style: italic } /* Generic.Emph */
+html[data-theme="light"] .highlight .nb { color: #080808; font-weight: bold } /* Name.Builtin */
+html[data-theme="light"] .highlight .nx { color: #080808 } /* Name.Other */
+html[data-theme="light"] .highlight span.linenos { color: inherit; background-color: transparent; }
+html[data-theme="dark"] .highlight { background: #2b2b2b; color: #F8F8F2 }
+html[data-theme="dark"] .highlight .n { color: #F8F8F2 } /* Name */
+html[data-theme="dark"] .highlight .p { color: #f8f8f2 } /* Punctuation */
+html[data-theme="dark"] .highlight .nx { color: #ABE338 } /* Name.Other */
+"""
+
+
+@pytest.mark.parametrize(
+    ("other_css", "plain"),
+    [
+        ("", {"n", "p"}),
+        (".sig-param.n{font-style:italic}", {"n", "p"}),
+        ("span.n:hover{color:red}", {"p"}),
+        ("article .p{margin:0}", {"n"}),
+    ],
+    ids=["alone", "compound-with-another-class", "tag-and-class", "descendant"],
+)
+def test_plain_tokens_are_drawn_as_the_text_in_every_theme(other_css, plain):
+    # .k has its own colour, .ge is italic, .nb bold, .nx coloured in the dark theme only
+    assert plain_token_classes(PYGMENTS, other_css) == plain
+
+
+@pytest.mark.parametrize(
+    ("css", "lone"),
+    [
+        (".n{}", True),
+        ("a > .n, b{}", True),
+        ("span.n:hover{}", True),
+        (".sig-param.n{}", False),
+        (".highlight .n.x{}", False),
+        (".nn{}", False),
+        ("", False),
+    ],
+)
+def test_a_lone_class_is_one_a_compound_names_alone(css, lone):
+    assert styles_lone_class(css, "n") is lone
+
+
+def test_code_blocks_lose_the_spans_of_plain_tokens_only():
+    page = (
+        '<p><span class="n">prose</span></p><div class="highlight"><pre><span></span>'
+        '<span class="n">x</span><span class="p">(</span><span class="k">for</span>'
+        '<span class="p">)</span></pre></div><pre><span class="n">y</span></pre>'
     )
+    assert unwrap_tokens(page, {"n", "p"}) == (
+        '<p><span class="n">prose</span></p><div class="highlight"><pre><span></span>'
+        'x(<span class="k">for</span>)</pre></div><pre><span class="n">y</span></pre>'
+    )
+    assert unwrap_tokens(page, set()) == page
+
+
+def test_a_pruned_bundle_is_made_once_per_input(tmp_path):
+    first, stored = cached_pruned_css(".a{x:1}.b{x:2}", {"a"}, [], tmp_path)
+    assert first == ".a{x:1}\n" and stored.exists()
+    stored.write_text("kept")  # what a second call returns if it reads the stored bundle
+    assert cached_pruned_css(".a{x:1}.b{x:2}", {"a"}, [], tmp_path) == ("kept", stored)
+    other, _ = cached_pruned_css(".a{x:1}.b{x:2}", {"a", "b"}, [], tmp_path)
+    assert other == ".a{x:1}\n.b{x:2}\n"
+
+
+def test_bundles_keep_the_rules_of_pages_and_scripts_and_the_cache_only_the_last(tmp_path):
+    static, cache = tmp_path / "_static", tmp_path / "cache"
+    for folder in ("scripts", "styles"):
+        (static / folder).mkdir(parents=True)
+    (static / "site.css").write_text(".page{}.script{}.bs-tip-auto{}.unused{}")
+    (static / "scripts" / "theme.js").write_text('add("script");add(`bs-${name}-auto`)')
+    bundle = static / bundle_name(["site.css"])
+    prune_bundles(static, [("site.css",)], ['<p class="page">'], cache)
+    assert bundle.read_text() == ".page{}\n.script{}\n.bs-tip-auto{}\n"
+    prune_bundles(static, [("site.css",)], ['<p class="unused">'], cache)
+    assert bundle.read_text() == ".script{}\n.bs-tip-auto{}\n.unused{}\n"
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_a_stylesheet_that_does_not_parse_is_named(tmp_path):
+    (tmp_path / "styles").mkdir()
+    (tmp_path / "broken.css").write_text(".a{}\n.b{} }")
+    with pytest.raises(CSSError, match=r"^_static/broken\.css, line 2: EOF reached"):
+        prune_bundles(tmp_path, [("broken.css",)], ['<p class="a b">'], tmp_path / "cache")
 
 
 def test_stylesheets_become_one_link_where_the_first_was():
@@ -175,6 +286,84 @@ def test_a_font_subset_is_made_once_per_set_of_glyphs(tmp_path):
     assert len(list(tmp_path.iterdir())) == 2
     assert set(TTFont(io.BytesIO(first)).getBestCmap()) == {0xF002}
     assert set(TTFont(io.BytesIO(other)).getBestCmap()) == {0xF002, 0xF35D}
+
+
+# -- css_rules ---------------------------------------------------------------------------------------
+
+IN_USE = {"navbar", "show", "main", "theme-dark", "bd-tip"}
+
+
+@pytest.mark.parametrize(
+    ("css", "pruned"),
+    [
+        (".navbar{a:1}.offcanvas{a:2}", ".navbar{a:1}\n"),
+        (".navbar .show,.navbar .collapsing{a:1}", ".navbar .show{a:1}\n"),
+        ("div.collapsing>p{a:1}", "\n"),
+        ("#main,#gone{a:1}", "#main{a:1}\n"),
+        ("p:not(.gone){a:1}", "p:not(.gone){a:1}\n"),
+        ("p:has(.gone){a:1}", "p:has(.gone){a:1}\n"),
+        ("html[data-theme=dark] p,a:hover{a:1}", "html[data-theme=dark] p,a:hover{a:1}\n"),
+        ("@media (min-width:960px){.gone{a:1}.navbar{a:2}}", "@media (min-width:960px){.navbar{a:2}}\n"),
+        ("@media print{.gone{a:1}}", "\n"),
+        ("@supports (x:y){@media print{.show{a:1}}}", "@supports (x:y){@media print{.show{a:1}}}\n"),
+        (
+            "@font-face{font-family:f}@keyframes spin{to{a:1}}",
+            "@font-face{font-family:f}\n@keyframes spin{to{a:1}}\n",
+        ),
+        (".bs-tip-auto{a:1}.bs-tip{a:2}", ".bs-tip-auto{a:1}\n"),
+        ("/* a comment */ .navbar{color:#fff}", ".navbar{color:#fff}\n"),
+    ],
+    ids=[
+        "unused-class",
+        "one-of-two-selectors",
+        "no-selector-left",
+        "ids",
+        "inside-not",
+        "inside-has",
+        "no-class",
+        "media-pruned-inside",
+        "media-emptied",
+        "nested-grouping",
+        "font-face-and-keyframes",
+        "built-by-a-script",
+        "comment",
+    ],
+)
+def test_rules_are_kept_when_a_page_or_script_can_match_them(css, pruned):
+    assert drop_unmatched_rules(css, IN_USE, built_name_patterns("add(`bs-${name}-auto`)")) == pruned
+
+
+def test_a_rule_that_does_not_parse_stops_the_pruning_with_its_line():
+    with pytest.raises(CSSError, match=r"^line 3: EOF reached before \{\} block"):
+        drop_unmatched_rules(".navbar{}\n\n.show{} }", IN_USE)
+
+
+@pytest.mark.parametrize(
+    ("script", "names", "not_names"),
+    [
+        (
+            "`bs-${this.constructor.NAME}-auto`",
+            ["bs-tooltip-auto", "bs--auto"],
+            ["bs-tooltip", "x-bs-tip-auto"],
+        ),
+        ("`${prefix}-active`", ["tab-active"], ["active"]),
+        ("`${a}${b}`", [], ["anything"]),
+        ("`no placeholder`", [], ["no"]),
+    ],
+    ids=["placeholder-inside", "placeholder-first", "only-placeholders", "plain-literal"],
+)
+def test_names_a_script_builds_fit_its_template_literals(script, names, not_names):
+    patterns = built_name_patterns(script)
+    for name in names:
+        assert any(pattern.fullmatch(name) for pattern in patterns), name
+    for name in not_names:
+        assert not any(pattern.fullmatch(name) for pattern in patterns), name
+
+
+def test_words_and_selector_names():
+    assert words('<p class="bd-tip theme-dark" id="main">x = 1</p>') >= {"bd-tip", "theme-dark", "main", "x"}
+    (selector,) = [rule.prelude for rule in tinycss2.parse_stylesheet(".a.b > #c:not(.d) e{}")]
+    assert selector_names(selector) == ["a", "b", "c"]
 
 
 # -- reader_notebooks ---------------------------------------------------------------------------------
