@@ -187,14 +187,13 @@ def test_a_pruned_bundle_is_made_once_per_input(tmp_path):
 
 def test_bundles_keep_the_rules_of_pages_and_scripts_and_the_cache_only_the_last(tmp_path):
     static, cache = tmp_path / "_static", tmp_path / "cache"
-    for folder in ("scripts", "styles"):
-        (static / folder).mkdir(parents=True)
+    (static / "styles").mkdir(parents=True)
     (static / "site.css").write_text(".page{}.script{}.bs-tip-auto{}.unused{}")
-    (static / "scripts" / "theme.js").write_text('add("script");add(`bs-${name}-auto`)')
+    scripts = ['add("script");add(`bs-${name}-auto`)']
     bundle = static / bundle_name(["site.css"])
-    prune_bundles(static, [("site.css",)], ['<p class="page">'], cache)
+    prune_bundles(static, [("site.css",)], ['<p class="page">'], scripts, cache)
     assert bundle.read_text() == ".page{}\n.script{}\n.bs-tip-auto{}\n"
-    prune_bundles(static, [("site.css",)], ['<p class="unused">'], cache)
+    prune_bundles(static, [("site.css",)], ['<p class="unused">'], scripts, cache)
     assert bundle.read_text() == ".script{}\n.bs-tip-auto{}\n.unused{}\n"
     assert len(list(cache.iterdir())) == 1
 
@@ -203,7 +202,7 @@ def test_a_stylesheet_that_does_not_parse_is_named(tmp_path):
     (tmp_path / "styles").mkdir()
     (tmp_path / "broken.css").write_text(".a{}\n.b{} }")
     with pytest.raises(CSSError, match=r"^_static/broken\.css, line 2: EOF reached"):
-        prune_bundles(tmp_path, [("broken.css",)], ['<p class="a b">'], tmp_path / "cache")
+        prune_bundles(tmp_path, [("broken.css",)], ['<p class="a b">'], [], tmp_path / "cache")
 
 
 def test_stylesheets_become_one_link_where_the_first_was():

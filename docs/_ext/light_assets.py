@@ -274,16 +274,17 @@ def cached_pruned_css(css: str, names: set[str], patterns: list[re.Pattern], cac
     return stored.read_text(encoding="utf8"), stored
 
 
-def prune_bundles(static: Path, bundles: list[tuple[str, ...]], pages: list[str], cache: Path) -> None:
-    """Write each bundle without the rules that none of ``pages`` and of the site's scripts can match;
+def prune_bundles(
+    static: Path, bundles: list[tuple[str, ...]], pages: list[str], scripts: list[str], cache: Path
+) -> None:
+    """Write each bundle without the rules that none of ``pages`` and ``scripts`` (their text) can match;
     ``cache`` keeps the pruned bundles of this run (and no older ones)."""
     in_use, built = set(), []
     for html in pages:
         in_use |= css_rules.words(html)
-    for script in sorted(static.glob("**/*.js")):
-        text = script.read_text(encoding="utf8")
-        in_use |= css_rules.words(text)
-        built += css_rules.built_name_patterns(text)
+    for script in scripts:
+        in_use |= css_rules.words(script)
+        built += css_rules.built_name_patterns(script)
     kept = set()
     for files in bundles:
         css = bundle_css(static, list(files))
@@ -332,9 +333,10 @@ def lighten_site(outdir: Path, theme_dirs: list[str], cache: Path) -> dict[str, 
     }
     for leftover in sorted((static / "scripts").glob("fontawesome.js*")):
         leftover.unlink()  # before the scripts are read: it names every icon there is
+    scripts = [script.read_text(encoding="utf8") for script in sorted(static.glob("**/*.js"))]
     names = set().union(*(icon_names(html) for html in pages.values()))
-    for script in sorted(static.glob("**/*.js")):
-        names |= set(ICON_NAME.findall(script.read_text(encoding="utf8")))
+    for script in scripts:
+        names |= set(ICON_NAME.findall(script))
     css = theme_static_file(theme_dirs, THEME_CSS).read_text(encoding="utf8")
     (static / THEME_CSS).write_text(trim_icon_table(css, names), encoding="utf8")
     (static / THEME_CSS).with_suffix(".css.map").unlink(missing_ok=True)
@@ -356,7 +358,7 @@ def lighten_site(outdir: Path, theme_dirs: list[str], cache: Path) -> dict[str, 
         lighter[page] = strip_assets(html, search_page)
         if lighter[page] != pages[page]:
             page.write_text(lighter[page], encoding="utf8")
-    prune_bundles(static, sorted(bundles), list(lighter.values()), cache)
+    prune_bundles(static, sorted(bundles), list(lighter.values()), scripts, cache)
     wanted = wanted_codepoints(css, names)
     sizes = {}
     for font in sorted((static / WEBFONTS).glob("*.woff2")):
