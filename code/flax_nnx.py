@@ -80,6 +80,40 @@ def count_step(counter):
     return counter()
 
 
+def count_with_plain_jit(counter, times):
+    """The module as an argument of plain jax.jit: it runs, and the object's count never changes."""
+    count_once = jax.jit(lambda counter: counter())
+    return [int(count_once(counter)) for _ in range(times)]
+
+
+def count_by_returning_the_module(counter, times):
+    """Plain jax.jit that returns the module: the count goes on, in a new object every call."""
+    count_and_return = jax.jit(lambda counter: (counter(), counter))
+    values = []
+    for _ in range(times):
+        value, counter = count_and_return(counter)
+        values.append(int(value))
+    return values, counter
+
+
+def forward_then_eval(model, x):
+    """A function that switches the model to evaluation mode inside a compiled call."""
+    out = model(x)
+    model.eval()
+    return out
+
+
+class Tied(nnx.Module):
+    """Two attributes holding the same layer: tied weights, one Variable reachable by two paths."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.encode = nnx.Linear(HIDDEN, HIDDEN, rngs=rngs)
+        self.decode = self.encode
+
+    def __call__(self, h):
+        return self.decode(self.encode(h))
+
+
 def count_with_split_merge(counter, times):
     """What nnx.jit does, by hand: split, a pure function under jax.jit, then update the object."""
     graphdef, state = nnx.split(counter)
@@ -237,13 +271,45 @@ def main():
     values = [int(count_step(counter)) for _ in range(3)]
     print("nnx counter under nnx.jit:", values)
     print("counter.count afterwards:", int(counter.count[...]))
+    print("leaves of a Counter:", len(jax.tree.leaves(Counter())))
+    plain = Counter()
+    print("module as an argument of plain jax.jit:", count_with_plain_jit(plain, 3))
+    print("its count afterwards:", int(plain.count[...]))
     try:
-        jax.jit(Counter().__call__)()
+        jax.jit(plain.__call__)()
     except flax.errors.TraceContextError as error:
-        print("jax.jit on the module's method raises:", type(error).__name__)
+        print("plain jax.jit on a captured module raises:", type(error).__name__)
+    returned_values, returned = count_by_returning_the_module(plain, 3)
+    print("plain jax.jit returning the module:", returned_values)
+    print(f"returned count: {int(returned.count[...])}, original's count: {int(plain.count[...])}")
     values, before_update = count_with_split_merge(counter, 3)
     print("split/merge + jax.jit counter:", values)
     print(f"counter.count before nnx.update: {before_update}, after: {int(counter.count[...])}")
+
+    print("== Graph mode and tree mode ==")
+    tree_counter = Counter()
+    tree_count = nnx.jit(lambda counter: counter(), graph=False)
+    print("nnx counter under nnx.jit(graph=False):", [int(tree_count(tree_counter)) for _ in range(3)])
+    tree_model, _, _ = create_model()
+    stats_before = nnx.clone(nnx.state(tree_model, nnx.BatchStat))
+    nnx.jit(lambda model, x: model(x), graph=False)(tree_model, x)
+    changed = not bool(jnp.array_equal(tree_model.norm.mean[...], stats_before["norm"]["mean"][...]))
+    print("tree mode writes back BatchStat:", changed)
+    print("tree mode writes back the dropout RngCount:", int(tree_model.dropout.rngs.count[...]))
+    for graph in (True, False):
+        switched, _, _ = create_model()
+        switched.train()
+        nnx.jit(forward_then_eval, graph=graph)(switched, x)
+        print(
+            f"eval() inside nnx.jit(graph={graph}) leaves the call:",
+            switched.dropout.deterministic and switched.norm.use_running_average,
+        )
+    tied, h = Tied(nnx.Rngs(0)), jnp.ones((1, HIDDEN))
+    print("graph mode runs tied weights:", nnx.jit(lambda m, h: m(h))(tied, h).shape)
+    try:
+        nnx.jit(lambda m, h: m(h), graph=False)(tied, h)
+    except ValueError as error:
+        print("tree mode refuses tied weights:", type(error).__name__)
 
     print("== split / merge ==")
     model.eval()

@@ -46,8 +46,32 @@ def test_nnx_counter_counts_under_nnx_jit():
     assert "counter.count afterwards: 3" in out
 
 
-def test_plain_jax_jit_on_the_module_raises():
-    assert "jax.jit on the module's method raises: TraceContextError" in run_script("flax_nnx")
+def test_plain_jax_jit_silently_drops_the_update_of_a_module_argument():
+    out = section(run_script("flax_nnx"), "The Counter revisited")
+    assert "leaves of a Counter: 1" in out, "an NNX module is a pytree"
+    assert "module as an argument of plain jax.jit: [1, 1, 1]" in out
+    assert "its count afterwards: 0" in out
+
+
+def test_plain_jax_jit_raises_only_for_a_captured_module():
+    assert "plain jax.jit on a captured module raises: TraceContextError" in run_script("flax_nnx")
+
+
+def test_returning_the_module_from_plain_jax_jit_keeps_counting_in_a_new_object():
+    out = section(run_script("flax_nnx"), "The Counter revisited")
+    assert "plain jax.jit returning the module: [1, 2, 3]" in out
+    assert "returned count: 3, original's count: 0" in out
+
+
+def test_tree_mode_writes_back_variables_but_not_mode_switches():
+    out = section(run_script("flax_nnx"), "Graph mode and tree mode")
+    assert "nnx counter under nnx.jit(graph=False): [1, 2, 3]" in out
+    assert "tree mode writes back BatchStat: True" in out
+    assert "tree mode writes back the dropout RngCount: 1" in out
+    assert "eval() inside nnx.jit(graph=True) leaves the call: True" in out
+    assert "eval() inside nnx.jit(graph=False) leaves the call: False" in out
+    assert "graph mode runs tied weights: (1, 16)" in out
+    assert "tree mode refuses tied weights: ValueError" in out
 
 
 def test_split_merge_counter_under_plain_jax_jit():
@@ -116,6 +140,19 @@ def test_plain_jax_jit_raises_the_real_error(script):
         jax.jit(script.Counter().__call__)()
 
 
+def test_plain_jax_jit_on_a_module_argument_warns_of_nothing(script):
+    """The update is lost without an error or a warning (pytest turns any warning into an error)."""
+    counter = script.Counter()
+    assert script.count_with_plain_jit(counter, 2) == [1, 1]
+    assert int(counter.count[...]) == 0
+
+
+def test_tree_mode_names_the_duplicate_variable(script):
+    tied = script.Tied(nnx.Rngs(0))
+    with pytest.raises(ValueError, match="Duplicate Param"):
+        nnx.jit(lambda m, h: m(h), graph=False)(tied, jnp.ones((1, script.HIDDEN)))
+
+
 def test_merge_shares_variables_unless_asked_to_copy(script):
     model, x, _ = script.create_model()
     model.eval()
@@ -154,15 +191,43 @@ def test_page_loss_curves_are_the_scripts(site):
 
 
 def test_page_counter_counts_one_two_three(site):
-    counter = site.output_with(PAGE, "counter.count afterwards:").split()
     body = ["(count's", "Python", "body", "runs)"]
-    assert counter == [*body, "1", "2", "3", "counter.count", "afterwards:", "3"]
+    counted = [*body, "1", "2", "3", "counter.count", "afterwards:", "3"]
+    assert counted in [output.split() for output in site.outputs(PAGE)], "traced once, counts under nnx.jit"
 
 
-def test_page_shows_plain_jax_jit_fail_on_the_module(site):
-    (cell,) = site.soup(PAGE).select("div.cell.tag_raises-exception")
-    assert "jax.jit(Counter().__call__)()" in cell.select_one("div.cell_input").get_text()
-    assert "TraceContextError: Cannot mutate Count from a different trace level" in cell.get_text()
+def test_page_shows_plain_jax_jit_drop_the_update_silently(site):
+    leaves = site.output_with(PAGE, "leaves of a Counter:")
+    assert "leaves of a Counter: [Array(0, dtype=int32, weak_type=True)]" in leaves
+    silent = site.output_with(PAGE, "[1, 1, 1]").split()
+    body = ["(count's", "Python", "body", "runs)"]
+    assert silent == [*body, "[1,", "1,", "1]", "counter.count", "afterwards:", "0"]
+    assert not any("Warning" in output for output in site.outputs(PAGE))
+
+
+def test_page_shows_the_errors_of_a_captured_module_and_of_tied_weights_in_tree_mode(site):
+    captured, tied = site.soup(PAGE).select("div.cell.tag_raises-exception")
+    assert "jax.jit(counter.__call__)()" in captured.select_one("div.cell_input").get_text()
+    assert "TraceContextError: Cannot mutate Count from a different trace level" in captured.get_text()
+    assert "graph=False)(tied, h)" in tied.select_one("div.cell_input").get_text()
+    assert "graph mode: (1, 16)" in tied.get_text()
+    assert "ValueError: Duplicate Param" in tied.get_text()
+
+
+def test_page_shows_the_returned_module_counting_in_a_new_object(site):
+    out = site.output_with(PAGE, "the same object as before:")
+    assert "counter.count afterwards: 3" in out
+    assert "the same object as before: False | the original's count: 0" in out
+
+
+def test_page_shows_what_tree_mode_writes_back(site):
+    counts = site.output_with(PAGE, "batch statistics written back:")
+    assert "[1, 2, 3] | counter.count afterwards: 3" in counts
+    assert "batch statistics written back: True" in counts
+    assert "dropout stream's count written back: 1" in counts
+    modes = site.output_with(PAGE, "graph=False:")
+    assert "graph=True : after the call use_running_average=True, deterministic=True" in modes
+    assert "graph=False: after the call use_running_average=False, deterministic=False" in modes
 
 
 def test_page_shows_the_counter_by_hand_with_split_and_merge(site):
