@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
@@ -173,7 +174,7 @@ def torch_setup(seed=0):
 
 
 def torch_step(model, optimizer, x, y):
-    model.train()
+    """One step; the caller chooses the mode (model.train()), outside the step."""
     optimizer.zero_grad()
     loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y).long())
     loss.backward()
@@ -296,7 +297,6 @@ def nnx_step(model, optimizer, x, y):
         logits = model(x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    model.train()
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss
@@ -336,12 +336,14 @@ def run_all(seed=0):
     x, y = make_data(seed)
     torch_model, torch_optimizer = torch_setup(seed)
     empty_before_step = len(torch_optimizer.state_dict()["state"]) == 0
+    torch_model.train()  # modes are switched outside the steps
     torch_step(torch_model, torch_optimizer, x, y)
 
     state = linen_setup(seed)
     state, _ = linen_step(state, x, y, jax.random.key(seed + 1))
 
     nnx_model, nnx_optimizer = nnx_setup(seed)
+    nnx_model.train()
     nnx_step(nnx_model, nnx_optimizer, x, y)
 
     rows = {
@@ -368,6 +370,54 @@ def check(counts):
 
 
 GROUP_ORDER = ["trainable parameters", "other model state", "optimizer moments", "optimizer step counts"]
+
+
+# -- Step counts and hyperparameters ----------------------------------------------------------------
+
+
+def torch_steps_when_unused(num_steps=3):
+    """Adam on a and b, b in the first step's loss only: PyTorch skips b once its .grad is None."""
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    adam = torch.optim.Adam([a, b], lr=0.1)
+    for step in range(num_steps):
+        adam.zero_grad()  # set_to_none: every .grad becomes None
+        loss = (a**2).sum() + ((b**2).sum() if step == 0 else 0)
+        loss.backward()
+        adam.step()
+    return int(adam.state[a]["step"]), int(adam.state[b]["step"]), b.detach().tolist()
+
+
+def optax_steps_when_unused(num_steps=3):
+    """The same in Optax: b's gradient is zero, not missing, so one count for all and b keeps moving."""
+
+    def loss_of(params, step):
+        return (params["a"] ** 2).sum() + jnp.where(step == 0, (params["b"] ** 2).sum(), 0.0)
+
+    adam = optax.adam(0.1)
+    params = {"a": jnp.ones(2), "b": jnp.ones(2)}
+    opt_state = adam.init(params)
+    for step in range(num_steps):
+        updates, opt_state = adam.update(jax.grad(loss_of)(params, step), opt_state)
+        params = optax.apply_updates(params, updates)
+    return int(opt_state[0].count), params["b"].tolist()
+
+
+def injected_learning_rates(new_rate=0.001):
+    """The learning rate read and changed: a param_group in PyTorch, opt_state with inject_hyperparams."""
+    _, torch_optimizer = torch_setup()
+    torch_optimizer.param_groups[0]["lr"] = new_rate
+    injected = optax.inject_hyperparams(optax.adam)(learning_rate=LEARNING_RATE)
+    nnx_model, _ = nnx_setup()
+    nnx_optimizer = nnx.Optimizer(nnx_model, injected, wrt=nnx.Param)
+    rate = nnx_optimizer.opt_state.hyperparams["learning_rate"]  # an OptArray variable
+    before = round(float(rate[...]), 6)
+    rate[...] = new_rate
+    return {
+        "PyTorch param_groups": torch_optimizer.state_dict()["param_groups"][0]["lr"],
+        "NNX opt_state.hyperparams before": before,
+        "NNX opt_state.hyperparams after": round(float(rate[...]), 6),
+        "plain adam hyperparams in opt_state": hasattr(optax.adam(LEARNING_RATE).init({}), "hyperparams"),
+    }
 
 
 # -- The exercise: a second BatchNorm, on the 3 outputs ---------------------------------------------
@@ -417,9 +467,11 @@ def exercise(seed=0):
     torch.manual_seed(seed)
     torch_model = TorchMLP2()
     torch_optimizer = torch.optim.Adam(torch_model.parameters(), lr=LEARNING_RATE)
+    torch_model.train()
     torch_step(torch_model, torch_optimizer, x, y)
     state, _ = linen_step(linen_setup(seed, LinenMLP2()), x, y, jax.random.key(seed + 1))
     nnx_model, nnx_optimizer = nnx_setup(seed, NNXMLP2)
+    nnx_model.train()
     nnx_step(nnx_model, nnx_optimizer, x, y)
     return compare({
         "PyTorch": (torch_model_rows(torch_model), torch_optimizer_rows(torch_optimizer)),
@@ -455,6 +507,14 @@ def main():
     print("== Checks")
     print(f"trainable parameters agree: {numbers} numbers, {nbytes} bytes in each framework")
     print(f"Adam moments are twice the parameters: {2 * numbers} numbers, {2 * nbytes} bytes in each")
+    print("== Step counts when a parameter is not used")
+    a_steps, b_steps, torch_b = torch_steps_when_unused()
+    print(f"PyTorch Adam steps: a {a_steps}, b {b_steps}; b afterwards {[round(v, 4) for v in torch_b]}")
+    count, optax_b = optax_steps_when_unused()
+    print(f"Optax count: {count}; b afterwards {[round(v, 4) for v in optax_b]}")
+    print("== Hyperparameters")
+    for label, value in injected_learning_rates().items():
+        print(f"{label}: {value}")
     print("== Exercise: a second BatchNorm")
     counted = exercise()
     for name, groups in counted.items():

@@ -124,6 +124,33 @@ def test_side_by_side_covers_every_array_once(script, rows):
         script.side_by_side(incomplete, *(rows[name][0] for name in FRAMEWORKS))
 
 
+def test_pytorch_counts_steps_per_parameter_because_it_skips_a_missing_grad():
+    out = section(run_script("where_state_lives"), "Step counts when a parameter is not used")
+    assert "PyTorch Adam steps: a 3, b 1; b afterwards [0.9, 0.9]" in out, "b took its first step only"
+    assert "Optax count: 3; b afterwards [0.7812, 0.7812]" in out, "a zero gradient: b still moves"
+
+
+def test_inject_hyperparams_puts_the_learning_rate_into_opt_state():
+    out = section(run_script("where_state_lives"), "Hyperparameters")
+    assert "PyTorch param_groups: 0.001" in out
+    assert "NNX opt_state.hyperparams before: 0.01" in out
+    assert "NNX opt_state.hyperparams after: 0.001" in out
+    assert "plain adam hyperparams in opt_state: False" in out
+
+
+def test_steps_are_taken_in_the_mode_chosen_outside_them(script):
+    """The steps no longer switch modes themselves: a model left in eval mode stays there."""
+    x, y = script.make_data()
+    torch_model, torch_optimizer = script.torch_setup()
+    torch_model.eval()
+    script.torch_step(torch_model, torch_optimizer, x, y)
+    assert not torch_model.training and torch_model.norm.num_batches_tracked.item() == 0
+    nnx_model, nnx_optimizer = script.nnx_setup()
+    nnx_model.eval()
+    script.nnx_step(nnx_model, nnx_optimizer, x, y)
+    assert nnx_model.norm.use_running_average and nnx_model.dropout.deterministic
+
+
 def test_script_prints_the_coverage():
     out = section(run_script("where_state_lives"), "Side by side")
     assert "model state: 11 lines cover every array of each framework" in out
@@ -145,7 +172,7 @@ def tab_sets(site):
 
 def test_page_has_four_synced_tab_sets_of_three_frameworks(site):
     tab_set_divs = site.soup(PAGE).select("div.sd-tab-set.framework-tabs")
-    assert len(tab_set_divs) == 4  # the models, one step, the model's state, the optimizer's state
+    assert len(tab_set_divs) == 5  # the models, one step, the model's state, the optimizer's, hyperparameters
     for tab_set in tab_set_divs:
         labels = tab_set.select(":scope > label.sd-tab-label")
         assert [label.get_text(strip=True) for label in labels] == ["PyTorch", "Flax Linen", "Flax NNX"]
@@ -154,7 +181,7 @@ def test_page_has_four_synced_tab_sets_of_three_frameworks(site):
 
 
 def test_page_shows_pytorch_adam_empty_until_the_first_step(site):
-    models, step, _, _ = tab_sets(site)
+    models, step, *_ = tab_sets(site)
     assert "state before the first step: {}" in models["pytorch"].get_text()
     assert "count: 0  sum of |mu|: 0.0" in models["linen"].get_text()
     assert "count: 0  sum of |mu|: 0.0" in models["nnx"].get_text()
@@ -163,7 +190,7 @@ def test_page_shows_pytorch_adam_empty_until_the_first_step(site):
 
 
 def test_page_tabs_summarize_each_frameworks_state(site):
-    _, _, model_state, optimizer_state = tab_sets(site)
+    _, _, model_state, optimizer_state, _ = tab_sets(site)
     for sync, name in zip(["pytorch", "linen", "nnx"], FRAMEWORKS, strict=True):
         model, optimizer = model_state[sync].get_text(), optimizer_state[sync].get_text()
         for group, text in [("trainable parameters", model), ("optimizer moments", optimizer)]:
@@ -249,6 +276,36 @@ def test_page_shows_pytorch_keeps_dropouts_random_state_outside_the_model(site):
     text = site.output_with(PAGE, "torch.get_rng_state()")
     assert "a generator's state in the state_dict: False" in text
     assert "num_batches_tracked after one step: 1" in text
+
+
+def test_page_shows_step_counts_per_parameter_and_the_zero_gradient(site):
+    torch_out = site.output_with(PAGE, "step counts: a 3, b 1")
+    assert "after step 2: a.grad is None: False, b.grad is None: True" in torch_out
+    assert "b after the three steps: [0.9000000357627869, 0.9000000357627869]" in torch_out
+    optax_out = site.output_with(PAGE, "gradient of b:")
+    assert "after step 2: gradient of b: [0.0, 0.0]" in optax_out
+    assert "count: 3" in optax_out
+    assert "b after the three steps: [0.7812" in optax_out
+
+
+def test_page_shows_hyperparameters_as_param_groups_and_injected_state(site):
+    *_, hyperparameters = tab_sets(site)
+    assert "learning rate: 0.01  betas: (0.9, 0.999)" in hyperparameters["pytorch"].get_text()
+    assert "changed to: 0.001" in hyperparameters["pytorch"].get_text()
+    assert "'learning_rate': 0.01" in hyperparameters["linen"].get_text()
+    assert "changed to: 0.001" in hyperparameters["linen"].get_text()
+    assert "OptArray 0.01" in hyperparameters["nnx"].get_text()
+    assert "changed to: 0.001" in hyperparameters["nnx"].get_text()
+
+
+def test_page_steps_do_not_switch_modes(site):
+    step = tab_sets(site)[1]
+    for sync, name in [("pytorch", "torch_step"), ("nnx", "nnx_step")]:
+        code = step[sync].select_one("div.cell_input").get_text()
+        definition = code.split(f"def {name}(")[1]
+        body = definition.split("\n\n\n")[0]  # up to the first top-level statement after it
+        assert ".train()" not in body, f"{name} switches the mode inside the step"
+        assert ".train()  # the mode is set outside the step" in code
 
 
 def test_page_exercise_solution(site):
