@@ -329,6 +329,78 @@ def training_mode_at_evaluation():
     )
 
 
+# -- 9. an NNX model given to plain jax.jit ----------------------------------------------------------
+
+
+def regression_step(model, optimizer):
+    """One SGD step of the pitfall-6 regression, in place on the NNX objects (under nnx.jit)."""
+    xs, ys = regression_data()
+    loss, grads = nnx.value_and_grad(lambda model: jnp.mean((model(xs) - ys) ** 2))(model)
+    optimizer.update(model, grads)
+    return loss
+
+
+def nnx_regression_steps(step_fn, returns_objects=False) -> tuple[int, list[float]]:
+    """Three steps with ``step_fn``; returns the optimizer's final step count and the loss of each step."""
+    model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    losses = []
+    for _ in range(3):
+        if returns_objects:
+            loss, model, optimizer = step_fn(model, optimizer)
+        else:
+            loss = step_fn(model, optimizer)
+        losses.append(round(float(loss), 3))
+    return int(optimizer.step[...]), losses
+
+
+@jax.jit
+def returning_step(model, optimizer):
+    """Plain jax.jit that returns the objects it updated, for the caller to keep."""
+    return regression_step(model, optimizer), model, optimizer
+
+
+def nnx_models_under_plain_jit():
+    step, losses = nnx_regression_steps(jax.jit(regression_step))
+    print(f"9 wrong: NNX step under plain jax.jit: optimizer.step {step}, losses {losses}")
+    step, losses = nnx_regression_steps(nnx.jit(regression_step))
+    print(f"9 fixed: the same step under nnx.jit: optimizer.step {step}, losses {losses}")
+    step, losses = nnx_regression_steps(returning_step, returns_objects=True)
+    print(f"9 fixed: plain jax.jit returning the objects: optimizer.step {step}, losses {losses}")
+
+
+# -- 10. a Linen train flag through jax.jit -------------------------------------------------------------
+
+
+class FlagNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.Dense(4)(x)
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        return nn.Dropout(0.5, deterministic=not train)(x)
+
+
+def apply_net(variables, x, train):
+    return FlagNet().apply(variables, x, train, rngs={"dropout": jax.random.key(1)}, mutable=["batch_stats"])
+
+
+def train_flag_must_be_static():
+    xs, _ = regression_data()
+    variables = FlagNet().init(jax.random.key(0), xs, train=False)
+    error = raised(lambda: jax.jit(apply_net)(variables, xs, True))
+    print(f"10 wrong: train as an ordinary argument of jax.jit raises {error}")
+    traces = []
+
+    def traced_apply(variables, x, train):
+        traces.append(train)
+        return apply_net(variables, x, train)
+
+    forward = jax.jit(traced_apply, static_argnames="train")
+    for train in [True, False, True]:
+        forward(variables, xs, train=train)
+    print(f"10 fixed: static_argnames='train': 3 calls traced for {traces}")
+
+
 def main():
     jit_reads_python_state_once()
     arrays_are_immutable()
@@ -338,6 +410,8 @@ def main():
     apply_gradients_returns_the_state()
     plain_lists_hide_layers()
     training_mode_at_evaluation()
+    nnx_models_under_plain_jit()
+    train_flag_must_be_static()
 
 
 if __name__ == "__main__":

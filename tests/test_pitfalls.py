@@ -19,7 +19,7 @@ def lines(number: int, kind: str) -> str:
 
 
 def test_every_pitfall_prints_a_wrong_and_a_fixed_line():
-    for number in range(1, 9):
+    for number in range(1, 11):
         assert lines(number, "wrong") and lines(number, "fixed"), number
 
 
@@ -76,6 +76,20 @@ def test_a_plain_list_hides_layers():
     assert "PyTorch, nn.ModuleList of 2 layers: 4 parameter tensors found" in fixed
 
 
+def test_an_nnx_model_under_plain_jax_jit_never_learns_and_says_nothing():
+    assert "optimizer.step 0, losses [15.28, 15.28, 15.28]" in lines(9, "wrong")
+    fixed = lines(9, "fixed").splitlines()
+    assert fixed == [
+        "9 fixed: the same step under nnx.jit: optimizer.step 3, losses [15.28, 8.914, 5.325]",
+        "9 fixed: plain jax.jit returning the objects: optimizer.step 3, losses [15.28, 8.914, 5.325]",
+    ]
+
+
+def test_a_linen_train_flag_must_be_static_under_jit():
+    assert "raises TracerBoolConversionError" in lines(10, "wrong")
+    assert "3 calls traced for [True, False]" in lines(10, "fixed"), "one trace per value of the flag"
+
+
 def test_evaluation_needs_eval_mode():
     wrong, fixed = lines(8, "wrong"), lines(8, "fixed")
     assert "NNX in training mode: two calls agree: False, BatchNorm mean changed: True" in wrong
@@ -101,7 +115,7 @@ def named_error_cells(site) -> dict[str, list]:
 
 def test_page_has_its_description(site):
     description = site.soup(PAGE).select_one('meta[name="description"]')["content"]
-    assert description.startswith("Eight state bugs") and 50 <= len(description) <= 160
+    assert description.startswith("Ten state bugs") and 50 <= len(description) <= 160
 
 
 @pytest.mark.parametrize(
@@ -111,6 +125,7 @@ def test_page_has_its_description(site):
         ("RuntimeError", "Array has been deleted"),
         ("ModifyScopeVariableError", 'collection "batch_stats" is immutable'),
         ("ValueError", "Found data on value of type '<class 'list'>'"),
+        ("TracerBoolConversionError", "Attempted boolean conversion of traced array with shape bool[]"),
     ],
 )
 def test_each_expected_error_is_real_and_the_one_named(site, name, message):
@@ -124,7 +139,7 @@ def test_every_error_cell_names_its_exception(site):
     assert sum(len(cells) for cells in named_error_cells(site).values()) == len(
         site.soup(PAGE).select("div.cell.tag_raises-exception")
     )
-    assert len(site.soup(PAGE).select(".traceback")) == 4, "only the four expected errors"
+    assert len(site.soup(PAGE).select(".traceback")) == 5, "only the five expected errors"
 
 
 def test_page_shows_stale_jit_state_and_the_fix(site):
@@ -161,12 +176,13 @@ def test_page_shows_batch_stats_returned_not_written(site):
 
 
 def test_page_shows_the_step_stuck_then_advancing(site):
-    stuck = site.output_with(PAGE, "step 0  loss")
+    stuck = site.output_with(PAGE, "step 0  loss 8.698")  # pitfall 6; pitfall 9 gets stuck too, at 15.280
     assert stuck.count("step 0  loss") == 3
     assert len(set(floats_after("loss", stuck))) == 1
     outputs = site.outputs(PAGE)
     advancing = [output for output in outputs if "step 3  loss" in output and "step 1  loss" in output]
-    assert len(advancing) == 3, "Linen with the assignment, PyTorch and NNX in place"
+    # pitfall 6: Linen with the assignment, PyTorch and NNX in place; pitfall 9: nnx.jit, returned objects
+    assert len(advancing) == 5
     for output in advancing:
         losses = floats_after("loss", output)
         assert losses[0] > losses[1] > losses[2]
@@ -193,6 +209,23 @@ def test_page_shows_training_mode_at_evaluation_then_eval(site):
     for output in eval_mode:
         assert "two calls agree: True" in output and "mean changed: False" in output
     assert "output records a graph: False" in eval_mode[0]
+
+
+def test_page_shows_an_nnx_model_stuck_under_plain_jit_then_both_fixes(site):
+    steps = [output.split() for output in site.outputs(PAGE)]
+    stuck = "step 0 loss 15.280 step 0 loss 15.280 step 0 loss 15.280".split()
+    learning = "step 1 loss 15.280 step 2 loss 8.914 step 3 loss 5.325".split()
+    assert steps.count(stuck) == 1, "plain jax.jit: the loss never moves, no error"
+    # the in-place NNX contrast of pitfall 6, then nnx.jit and the returned objects of pitfall 9
+    assert steps.count(learning) == 3
+    assert not any("Warning" in output for output in site.outputs(PAGE)), "silent: not even a warning"
+
+
+def test_page_shows_a_static_train_flag_traced_once_per_value(site):
+    out = site.output_with(PAGE, "(tracing with train=").split("\n")
+    traces = [line.strip() for line in out if "tracing" in line]
+    assert traces == ["(tracing with train=True)", "(tracing with train=False)"]
+    assert "train=True: output (16, 4), collections returned: ['batch_stats']" in out
 
 
 def test_page_contrasts_pytorch_in_synced_tabs(site):
