@@ -1,10 +1,12 @@
 """Dealing with state in JAX: the complete program behind docs/jax-state.md.
 
-Run it with ``python code/jax_state.py``; tests/test_code_scripts.py checks what it prints.
+Run it with ``python code/jax_state.py``; tests/test_jax_state.py checks what it prints.
 """
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import torch
 
 
 class StatefulCounter:
@@ -64,6 +66,13 @@ def main():
             values.append(int(value))
         print(f"explicit state, {label}: {values}")
 
+    np.random.seed(0)
+    print("NumPy's global generator advances:", bool(np.random.normal() != np.random.normal()))
+    generator = np.random.default_rng(0)
+    print("a NumPy default_rng Generator advances:", bool(generator.normal() != generator.normal()))
+    torch_generator = torch.Generator().manual_seed(0)
+    draws = [torch.randn(1, generator=torch_generator) for _ in range(2)]
+    print("a torch.Generator advances:", not torch.equal(*draws))
     key = jax.random.key(0)
     same = jnp.array_equal(jax.random.normal(key, (3,)), jax.random.normal(key, (3,)))
     print("reused key gives the same numbers:", bool(same))

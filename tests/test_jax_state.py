@@ -61,3 +61,19 @@ def test_page_exercise_running_mean_is_traced_once_and_still_counts(site):
     assert "final state (total, count): 12.0 3" in out
     (solution,) = site.soup(PAGE).select("div.cell.tag_hide-cell")
     assert "running_mean's Python body runs" in solution.get_text(), "the output is the hidden solution's"
+
+
+def test_numpy_and_pytorch_generators_are_state_too_global_or_explicit():
+    out = run_script("jax_state")
+    assert "NumPy's global generator advances: True" in out
+    assert "a NumPy default_rng Generator advances: True" in out
+    assert "a torch.Generator advances: True" in out
+
+
+def test_page_shows_global_and_explicit_generators_advancing(site):
+    out = site.output_with(PAGE, "default_rng object:")
+    rows = {line.split(":")[0].strip(): line.split(":", 1)[1] for line in out.strip().splitlines()}
+    assert set(rows) == {"NumPy, global generator", "NumPy, default_rng object", "PyTorch, Generator object"}
+    for label, numbers in rows.items():
+        first, second = numbers.split("] [")
+        assert first.strip(" [") != second.strip(" ]"), f"{label}: the second draw differs from the first"
