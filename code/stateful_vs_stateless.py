@@ -34,6 +34,15 @@ class TorchNet(torch.nn.Module):
         return self.dense2(torch.relu(self.norm(self.dense1(x))))
 
 
+class WithScratch(torch.nn.Module):
+    """A buffer saved in the state_dict, and one registered with persistent=False, which is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("kept", torch.zeros(2))
+        self.register_buffer("scratch", torch.zeros(2), persistent=False)
+
+
 def torch_shapes(named_tensors):
     """Map names to shapes, for ``state_dict().items()``, ``named_parameters()`` or ``named_buffers()``.
 
@@ -103,6 +112,9 @@ def main():
     print("== Where the variables are ==")
     print("torch parameters:", torch_shapes(model.named_parameters()))
     print("torch buffers:", torch_shapes(model.named_buffers()))
+    with_scratch = WithScratch()
+    print("buffers of a module with persistent=False:", [name for name, _ in with_scratch.named_buffers()])
+    print("  its state_dict:", list(with_scratch.state_dict()))
     variables = linen_model.init(jax.random.key(0), x, train=False)
     print("linen init returns a", type(variables).__name__, "with collections", sorted(variables))
     print("linen variables:", shapes(variables))

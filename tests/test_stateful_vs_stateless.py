@@ -28,6 +28,12 @@ def test_torch_module_owns_parameters_and_buffers_from_construction():
     assert buffers == "{'norm.running_mean': (8,), 'norm.running_var': (8,), 'norm.num_batches_tracked': ()}"
 
 
+def test_a_non_persistent_buffer_is_kept_but_not_saved():
+    where = section(run_script("stateful_vs_stateless"), "Where the variables are")
+    assert "buffers of a module with persistent=False: ['kept', 'scratch']" in where
+    assert "its state_dict: ['kept']" in where
+
+
 def test_torch_forward_pass_in_train_mode_changes_a_buffer_in_place():
     forward = section(run_script("stateful_vs_stateless"), "A forward pass in training mode")
     assert "torch forward pass changed running_mean in place: True" in forward
@@ -131,6 +137,13 @@ def test_page_shows_parameters_buffers_and_linen_collections(site):
     assert "buffers:    {'norm.running_mean': (8,), 'norm.running_var': (8,)" in outputs
     assert "dict ['batch_stats', 'params']" in outputs
     assert "'batch_stats': {'norm': {'mean': (8,), 'var': (8,)}}" in outputs
+
+
+def test_page_shows_buffers_in_the_state_dict_unless_not_persistent(site):
+    saved = site.output_with(PAGE, "state_dict: ['dense1.weight'")
+    assert "'norm.running_mean', 'norm.running_var', 'norm.num_batches_tracked', 'dense2.weight'" in saved
+    scratch = site.output_with(PAGE, "['kept', 'scratch']")
+    assert "state_dict: ['kept']" in scratch
 
 
 def test_page_shows_in_place_versus_returned_statistics(site):
