@@ -142,6 +142,13 @@ def main():
         trees_equal(state.params, create_state(init_key, x).params),
     )
     print("params changed in the new state:", not trees_equal(state.params, new_state.params))
+    spare_state, _ = train_step(state, x, y, dropout_key)  # a state of its own, to donate
+    kept = spare_state
+    newer_state, _ = jax.jit(train_step, donate_argnums=0)(spare_state, x, y, dropout_key)
+    deleted = all(leaf.is_deleted() for leaf in jax.tree.leaves(kept.params))
+    print(
+        f"a donating step returns step {int(newer_state.step)}; the donated state's arrays deleted: {deleted}"
+    )
     changed = not trees_equal(state.batch_stats, new_state.batch_stats)
     assert changed
     print("batch_stats changed in train step:", changed)

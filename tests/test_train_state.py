@@ -35,6 +35,11 @@ def test_apply_gradients_returns_a_new_state_and_leaves_the_old_one():
     assert "params changed in the new state: True" in out
 
 
+def test_a_donating_step_deletes_the_state_it_was_given():
+    out = run_script("train_state")
+    assert "a donating step returns step 2; the donated state's arrays deleted: True" in out
+
+
 def test_batch_stats_change_in_a_train_step_and_not_in_evaluation():
     out = run_script("train_state")
     assert "batch_stats changed in train step: True" in out
@@ -98,6 +103,18 @@ def test_page_shows_a_new_state_and_the_old_one_unchanged(site):
     assert "old state holds the initial params: True" in text
     assert "new state has new params: True" in text
     assert "new state has new batch_stats: True" in text
+
+
+def test_page_shows_a_kept_reference_is_no_use_after_donation(site):
+    text = site.output_with(PAGE, "the kept state's arrays are deleted:")
+    assert "step of the result: 2" in text
+    assert "the kept state's arrays are deleted: True" in text
+
+
+def test_page_says_what_the_stock_train_state_holds(site):
+    text = " ".join(site.soup(PAGE).select_one("article").get_text(" ").split())
+    assert "bundles the parameters, the optimizer’s state and the step count" in text, "smart quotes"
+    assert "bundles the first four" not in text
 
 
 def test_page_shows_evaluation_changes_nothing(site):
