@@ -198,10 +198,21 @@ def main():
     print(f"max |torch - flax| initial output: {max_diff(predictions_torch, predictions):.1e}")
 
     print("== Loss ==")
-    criterion = torch.nn.MSELoss()  # a class: build it, then call it
+    criterion = torch.nn.MSELoss()  # the class form: build it, then call it
     loss_fn = make_loss_fn(model)
     print(f"torch loss {criterion(predictions_torch, targets_torch).item():.6f}")
+    functional = torch.nn.functional.mse_loss(predictions_torch, targets_torch)
+    print(
+        "torch functional mse_loss equals MSELoss:",
+        torch.equal(functional, criterion(predictions_torch, targets_torch)),
+    )
     print(f"flax loss {float(loss_fn(params, images, targets)):.6f}")
+    print("optax squared_error shape, one per element:", optax.squared_error(predictions, targets).shape)
+    logits, labels = jnp.zeros((32, 10)), jnp.zeros(32, dtype=jnp.int32)
+    print(
+        "optax softmax cross-entropy shape, one per example:",
+        optax.softmax_cross_entropy_with_integer_labels(logits, labels).shape,
+    )
 
     print("== Gradients ==")
     torch_model.zero_grad()

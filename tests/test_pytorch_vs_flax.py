@@ -4,7 +4,7 @@ import itertools
 import sys
 
 from bs4 import BeautifulSoup
-from conftest import ROOT, floats_after, run_script
+from conftest import ROOT, floats_after, run_script, section
 
 PAGE = "pytorch-vs-flax"
 
@@ -58,6 +58,13 @@ def test_copied_weights_give_the_same_outputs_loss_and_gradients():
     (torch_loss,) = floats_after("torch loss", out.split("== Loss ==")[1].split("==")[0])
     (flax_loss,) = floats_after("flax loss", out.split("== Loss ==")[1].split("==")[0])
     assert abs(torch_loss - flax_loss) < TOLERANCE
+
+
+def test_losses_as_classes_and_functions_and_what_optax_returns():
+    loss = section(run_script("pytorch_vs_flax"), "Loss")
+    assert "torch functional mse_loss equals MSELoss: True" in loss
+    assert "optax squared_error shape, one per element: (32, 1)" in loss
+    assert "optax softmax cross-entropy shape, one per example: (32,)" in loss
 
 
 def test_torch_steps_in_place_and_optax_returns_new_params():
@@ -171,7 +178,14 @@ def test_page_shows_transposed_shapes_and_same_loss(site):
     sets = dict(zip(STEPS, tab_sets(site), strict=True))
     assert "'dense1.weight': (12, 144)" in sets["initialisation"]["PyTorch"]
     assert "'kernel': (144, 12)" in sets["initialisation"]["Flax Linen"]
-    assert sets["loss"]["PyTorch"].strip() == sets["loss"]["Flax Linen"].strip() == "0.870465"
+    torch_loss, *torch_lines = sets["loss"]["PyTorch"].strip().splitlines()
+    flax_loss, *flax_lines = sets["loss"]["Flax Linen"].strip().splitlines()
+    assert torch_loss == flax_loss == "0.870465"
+    assert torch_lines == ["the functional form gives the same: True"]
+    assert flax_lines == [
+        "squared_error, one per element: (32, 1)",
+        "softmax cross-entropy, one per example: (32,)",
+    ]
     assert "weights changed in place: True" in sets["optimizer step"]["PyTorch"]
     assert "old params untouched: True" in sets["optimizer step"]["Flax Linen"]
 
