@@ -1,5 +1,6 @@
-"""One training step of the same MLP timed four ways: PyTorch eager, Linen with a TrainState under
-jax.jit, NNX under nnx.jit, and NNX split once with a pure step under jax.jit.
+"""One training step of the same MLP timed six ways: PyTorch eager, PyTorch under torch.compile, Linen
+with a TrainState under jax.jit, NNX under nnx.jit in graph mode and in tree mode, and NNX split once with
+a pure step under jax.jit.
 
 The steps are checked to compute the same losses from the same weights before anything is timed. The
 timings themselves differ from run to run and from machine to machine: the script prints them, and
@@ -7,10 +8,12 @@ nothing it asserts depends on them.
 """
 
 import itertools
+import logging
 import os
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 
@@ -23,10 +26,25 @@ from flax import linen as nn
 from flax import nnx
 from flax.training.train_state import TrainState
 
+# Two warnings that torch.compile raises about PyTorch's own code, not this script's, and that only the
+# tests see (they run scripts with -W error): torch 2.13.0's inductor imports torch.utils.mkldnn, which
+# uses the deprecated torch.jit.script_method, on its first compile for the CPU; and its tracer reads the
+# .grad of every tensor it meets and hides the warning that gives (torch._logging.hide_warnings), a
+# hiding that -W error pre-empts.
+warnings.filterwarnings("ignore", r"`torch\.jit\.script_method` is deprecated", DeprecationWarning)
+warnings.filterwarnings("ignore", r"The \.grad attribute of a Tensor that is not a leaf Tensor", UserWarning)
+
 SIZES = {"small": (32, 64, 64, 10), "larger": (512, 1024, 1024, 10)}
 BATCH = 64
 LEARNING_RATE = 0.1
-STYLES = ("PyTorch eager", "Linen + jax.jit", "NNX + nnx.jit", "NNX split + jax.jit")
+STYLES = (
+    "PyTorch eager",
+    "PyTorch + torch.compile",
+    "Linen + jax.jit",
+    "NNX + nnx.jit",
+    "NNX + nnx.jit (tree)",
+    "NNX split + jax.jit",
+)
 REPEATS = {"small": 200, "larger": 20}  # timed steps per style, after the warm-up
 WARMUP = 3  # untimed steps per style after the loss check
 
@@ -96,6 +114,14 @@ def torch_train_step(model, optimizer, x, y):
     return loss.detach()
 
 
+# The same step, compiled (on the CPU, inductor writes C++ and builds it with the machine's compiler).
+# dynamic=False: one program per input shape, as jax.jit does, not one for all shapes.
+compiled_torch_train_step = torch.compile(torch_train_step, dynamic=False)
+# optimizer.step() opens a profiler context that compiled code skips; torch.compile logs that once, with a
+# timestamp. Only errors from its tracer are shown.
+torch._logging.set_logs(dynamo=logging.ERROR)
+
+
 # -- Flax Linen: the state is a TrainState that goes in and comes out ------------------------------
 
 
@@ -152,11 +178,14 @@ def nnx_loss(model, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
 
-@nnx.jit
-def nnx_train_step(model, optimizer, x, y):
+def nnx_step_in_place(model, optimizer, x, y):
     loss, grads = nnx.value_and_grad(nnx_loss)(model, x, y)
     optimizer.update(model, grads)  # changes model and optimizer in place
     return loss
+
+
+nnx_train_step = nnx.jit(nnx_step_in_place)  # graph mode, the default
+nnx_tree_train_step = nnx.jit(nnx_step_in_place, graph=False)  # tree mode
 
 
 @jax.jit
@@ -181,6 +210,11 @@ class TorchStepper:
         self.loss = torch_train_step(self.model, self.optimizer, self.x, self.y)
 
 
+class CompiledTorchStepper(TorchStepper):
+    def step(self):
+        self.loss = compiled_torch_train_step(self.model, self.optimizer, self.x, self.y)
+
+
 class LinenStepper:
     def __init__(self, sizes, weights, batch):
         self.state = linen_setup(sizes, weights)
@@ -203,6 +237,12 @@ class NNXStepper:
         jax.block_until_ready((self.loss, [v[...] for v in self.params]))
 
 
+class TreeStepper(NNXStepper):
+    def step(self):
+        self.loss = nnx_tree_train_step(self.model, self.optimizer, self.x, self.y)
+        jax.block_until_ready((self.loss, [v[...] for v in self.params]))
+
+
 class SplitStepper:
     def __init__(self, sizes, weights, batch):
         self.model, self.optimizer = nnx_setup(sizes, weights)
@@ -214,7 +254,13 @@ class SplitStepper:
         jax.block_until_ready((self.loss, self.state))
 
 
-STEPPERS = dict(zip(STYLES, (TorchStepper, LinenStepper, NNXStepper, SplitStepper), strict=True))
+STEPPERS = dict(
+    zip(
+        STYLES,
+        (TorchStepper, CompiledTorchStepper, LinenStepper, NNXStepper, TreeStepper, SplitStepper),
+        strict=True,
+    )
+)
 
 
 def make_steppers(size):
@@ -240,6 +286,66 @@ def check_same_losses(steppers, steps=2):
     reference = np.array(losses[STYLES[0]])
     gap = max(float(np.max(np.abs(np.array(values) - reference))) for values in losses.values())
     return losses, gap, first
+
+
+# -- torch.compile keeps the state in the objects ---------------------------------------------------
+
+
+def bn_model_and_data(seed=0):
+    """A small PyTorch classifier with BatchNorm, its Adam optimizer, and a batch."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        # No bias before BatchNorm: it would have a zero gradient, which Adam turns into rounding noise.
+        torch.nn.Linear(8, 16, bias=False),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 2),
+    )
+    x, y = torch.randn(BATCH, 8), torch.randint(0, 2, (BATCH,))
+    return model, torch.optim.Adam(model.parameters(), lr=0.01), x, y
+
+
+def compiled_step_writes_state_in_place(steps=3):
+    """The compiled step and the eager one, each from the same start: what each wrote into the objects."""
+    runs = {}
+    for label, step in [("eager", torch_train_step), ("compiled", torch.compile(torch_train_step))]:
+        model, optimizer, x, y = bn_model_and_data()
+        model.train()
+        for _ in range(steps):
+            step(model, optimizer, x, y)
+        runs[label] = (model, optimizer)
+    model, optimizer = runs["compiled"]
+    eager_model, eager_optimizer = runs["eager"]
+    adam = optimizer.state[model[0].weight]
+    return {
+        "BatchNorm batches counted": int(model[1].num_batches_tracked),
+        "running_mean moved from 0": bool(model[1].running_mean.abs().sum() > 0),
+        "Adam steps of the first weight": int(adam["step"]),
+        "Adam state of the first weight": sorted(adam),
+        "same running_mean as eager": torch.allclose(
+            model[1].running_mean, eager_model[1].running_mean, atol=1e-6
+        ),
+        "same parameters as eager": all(
+            torch.allclose(a, b, atol=1e-6)
+            for a, b in zip(model.parameters(), eager_model.parameters(), strict=True)
+        ),
+        "same exp_avg as eager": torch.allclose(
+            adam["exp_avg"], eager_optimizer.state[eager_model[0].weight]["exp_avg"], atol=1e-6
+        ),
+    }
+
+
+def a_mode_switch_recompiles():
+    """Compiled prediction, timed: a steady call in training mode, then the first call in eval mode."""
+    model, _, x, _ = bn_model_and_data()
+    predict = torch.compile(lambda model, x: model(x), dynamic=False)
+    with torch.no_grad():
+        model.train()
+        predict(model, x)  # compiles for training mode
+        steady = min(timed(lambda: predict(model, x)) for _ in range(5))
+        model.eval()  # the compiled program was built for model.training == True
+        first_in_eval = timed(lambda: predict(model, x))
+    return steady, first_in_eval
 
 
 # -- The exercise: two models in one call --------------------------------------------------------
@@ -321,32 +427,48 @@ def timing_table(results):
         reference = timings[STYLES[0]].median
         lines += [
             f"{size} network",
-            f"{'style':20}{'first call':>10} {'median':>9} {'IQR':>20} {'vs PyTorch':>10}",
+            f"{'style':24}{'first call':>10} {'median':>9} {'IQR':>20} {'vs PyTorch':>10}",
         ]
         for style, t in timings.items():
             q1, q3 = t.quartiles
             iqr, ratio = f"{fmt(q1)} – {fmt(q3)}", f"×{t.median / reference:.2f}"
-            lines.append(f"{style:20}{fmt(t.first):>10} {fmt(t.median):>9} {iqr:>20} {ratio:>10}")
+            lines.append(f"{style:24}{fmt(t.first):>10} {fmt(t.median):>9} {iqr:>20} {ratio:>10}")
         lines.append("")
-    nnx_jit = {
-        size: t["NNX + nnx.jit"].median / t["NNX split + jax.jit"].median for size, t in results.items()
-    }
-    compiled = {size: t["Linen + jax.jit"].first / t["Linen + jax.jit"].median for size, t in results.items()}
-    lines.append("nnx.jit step / split step: " + ", ".join(f"{size} ×{r:.2f}" for size, r in nnx_jit.items()))
-    lines.append(
-        "Linen first call / median: " + ", ".join(f"{size} ×{r:.0f}" for size, r in compiled.items())
-    )
+    ratios = [  # (label, style over style, of the medians or of first call over median)
+        ("nnx.jit step / split step", "NNX + nnx.jit", "NNX split + jax.jit", "median"),
+        ("nnx.jit tree step / split step", "NNX + nnx.jit (tree)", "NNX split + jax.jit", "median"),
+        ("torch.compile step / eager step", "PyTorch + torch.compile", "PyTorch eager", "median"),
+        ("Linen first call / median", "Linen + jax.jit", "Linen + jax.jit", "first"),
+        ("torch.compile first call / median", "PyTorch + torch.compile", "PyTorch + torch.compile", "first"),
+    ]
+    for label, style, reference, kind in ratios:
+        values = {
+            size: (t[style].first if kind == "first" else t[style].median) / t[reference].median
+            for size, t in results.items()
+        }
+        digits = 0 if kind == "first" else 2
+        lines.append(f"{label}: " + ", ".join(f"{size} ×{r:.{digits}f}" for size, r in values.items()))
     return "\n".join(lines)
+
+
+def cpu_name():
+    """The CPU's model name where Linux tells it (/proc/cpuinfo), else what the platform module knows."""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def usable_cores():
+    """The cores this process may run on (Linux), or all the machine's cores where that is not known."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def machine_report():
     """The machine and the versions: the same on every run on one machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = platform.processor() or "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo", encoding="utf8") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+    cores, cpu = usable_cores(), cpu_name()
     lines = [
         f"CPU: {cpu}, {os.cpu_count()} logical cores ({platform.machine()}, {platform.system()})",
         f"JAX devices: {', '.join(d.platform for d in jax.devices())}",
@@ -371,7 +493,7 @@ def main():
     for size in SIZES:
         losses, gap, first[size] = check_same_losses(steppers[size])
         for style, values in losses.items():
-            print(f"{size:7}{style:22}" + "  ".join(f"loss {v:.4f}" for v in values))
+            print(f"{size:7}{style:25}" + "  ".join(f"loss {v:.4f}" for v in values))
         print(f"{size}: largest difference from PyTorch below 1e-5: {gap < 1e-5}")
         assert gap < 1e-5
 
@@ -380,6 +502,12 @@ def main():
     print(timing_table(results))
     medians_positive = all(t.median > 0 for timings in results.values() for t in timings.values())
     print(f"styles timed per size: {len(STYLES)}, every median positive: {medians_positive}")
+
+    print("== torch.compile and the state in the objects")
+    for label, value in compiled_step_writes_state_in_place().items():
+        print(f"{label}: {value}")
+    steady, first_in_eval = a_mode_switch_recompiles()
+    print(f"after model.eval() the compiled prediction compiles again: {first_in_eval > 100 * steady}")
 
     print("== Two models in one step")
     losses, same = vmapped_matches_separate()

@@ -1,6 +1,6 @@
 """The claims of docs/cost-of-statelessness.md, checked in its script and in the rendered page.
 
-Nothing here says which style is faster: that depends on the machine. The tests check that the four
+Nothing here says which style is faster: that depends on the machine. The tests check that the six
 styles compute the same thing, that every style and size was timed, and that the timing outputs, and
 only they, are marked as varying from build to build.
 """
@@ -13,7 +13,14 @@ from conftest import import_script, run_script, section
 
 PAGE = "cost-of-statelessness"
 SCRIPT = "cost_of_statelessness"
-STYLES = ["PyTorch eager", "Linen + jax.jit", "NNX + nnx.jit", "NNX split + jax.jit"]
+STYLES = [
+    "PyTorch eager",
+    "PyTorch + torch.compile",
+    "Linen + jax.jit",
+    "NNX + nnx.jit",
+    "NNX + nnx.jit (tree)",
+    "NNX split + jax.jit",
+]
 SIZES = ["small", "larger"]
 VARYING = "tag_varying-output"
 # A time as the page prints it: "455 µs", "34.81 ms", "2.63 s".
@@ -43,8 +50,14 @@ def timing_rows(text: str) -> dict[tuple[str, str], dict[str, float]]:
             assert match, (size, style, table)
             values = [float(match[i]) * SECONDS[match[i + 1]] for i in range(1, 9, 2)]
             rows[size, style] = dict(zip(["first", "median", "q1", "q3"], values, strict=True))
-    assert re.search(r"^nnx.jit step / split step: small ×\d+\.\d+, larger ×\d+\.\d+$", text, re.M)
-    assert re.search(r"^Linen first call / median: small ×\d+, larger ×\d+$", text, re.M)
+    for label in [
+        "nnx.jit step / split step",
+        "nnx.jit tree step / split step",
+        "torch.compile step / eager step",
+    ]:
+        assert re.search(rf"^{re.escape(label)}: small ×\d+\.\d+, larger ×\d+\.\d+$", text, re.M), label
+    for label in ["Linen first call / median", "torch.compile first call / median"]:
+        assert re.search(rf"^{re.escape(label)}: small ×\d+, larger ×\d+$", text, re.M), label
     return rows
 
 
@@ -82,6 +95,17 @@ def test_script_runs_on_one_core():
     assert "cores this process may use: 1" in out
     for package in ["jax", "flax", "optax", "torch"]:
         assert f"{package} {version(package)}" in out
+
+
+def test_script_torch_compile_writes_the_state_back_in_place():
+    out = section(run_script(SCRIPT), "torch.compile and the state in the objects")
+    assert "BatchNorm batches counted: 3" in out
+    assert "running_mean moved from 0: True" in out
+    assert "Adam steps of the first weight: 3" in out
+    assert "Adam state of the first weight: ['exp_avg', 'exp_avg_sq', 'step']" in out
+    for what in ["running_mean", "parameters", "exp_avg"]:
+        assert f"same {what} as eager: True" in out, what
+    assert "after model.eval() the compiled prediction compiles again: True" in out
 
 
 def test_script_trains_two_models_in_one_call():
@@ -152,6 +176,22 @@ def test_machine_cell_is_stable_and_complete(site):
     assert "PyTorch threads: 1" in text and "cores this process may use: 1" in text
     for package in ["jax", "jaxlib", "flax", "optax", "torch", "numpy"]:
         assert f"{package} {version(package)}" in text
+
+
+def test_page_shows_torch_compile_writing_the_state_back(site):
+    out = site.output_with(PAGE, "compiled: BatchNorm batches counted:")
+    assert "compiled: BatchNorm batches counted: 3" in out
+    assert "compiled: Adam state of the first weight: ['exp_avg', 'exp_avg_sq', 'step'] after 3 steps" in out
+    expected = "{'running_mean': True, 'running_var': True, 'parameters': True, \"Adam's exp_avg\": True}"
+    assert f"the same as eager, within 1e-6: {expected}" in out
+    guard = site.output_with(PAGE, "compiles again")
+    assert "after model.eval() the compiled prediction compiles again: True" in guard
+
+
+def test_page_prints_no_log_line_of_the_compiler(site):
+    """torch.compile logs with timestamps; nothing of it reaches the page."""
+    for output in site.outputs(PAGE):
+        assert not re.search(r"^[WIE]\d{4} ", output, re.M), output
 
 
 def test_page_plot_has_alt_text(site):
