@@ -1,11 +1,12 @@
 """Saving and restoring training state: the complete program behind docs/checkpoints.md.
 
-One small model (Linear -> BatchNorm -> ReLU -> Linear) is trained with Adam in PyTorch, in Flax Linen with a
-``TrainState`` and in Flax NNX. Each run is interrupted after ``SAVE_AT`` steps and saved (``torch.save`` of
-the ``state_dict``s; Orbax for Flax), restored into objects built from another seed, and trained to the end.
-The resumed run ends with exactly the parameters, batch statistics and optimizer state of a run that was
-never interrupted. Two traps: a PyTorch checkpoint without the optimizer's state, and a Linen ``TrainState``
-restored without a target.
+One small model (Linear -> BatchNorm -> ReLU -> Dropout -> Linear) is trained with Adam in PyTorch, in Flax
+Linen with a ``TrainState`` and in Flax NNX. Each run is interrupted after ``SAVE_AT`` steps and saved
+(``torch.save`` of the ``state_dict``s and the random generator's state; Orbax for Flax), restored into
+objects built from another seed, and trained to the end. The resumed run ends with exactly the parameters,
+batch statistics, optimizer state and random state of a run that was never interrupted. Three traps: a
+PyTorch checkpoint without the optimizer's state, one without the generator's state, and a Linen
+``TrainState`` restored without a target.
 
 Run it with ``python code/checkpoints.py``; tests/test_checkpoints.py checks what it prints.
 The functions are importable: ``from checkpoints import resume_nnx`` with code/ on ``sys.path``.
@@ -26,6 +27,7 @@ from flax.training import train_state
 
 IN_FEATURES, HIDDEN, NUM_CLASSES, BATCH_SIZE = 4, 16, 2, 32
 LEARNING_RATE, TOTAL_STEPS, SAVE_AT = 0.01, 20, 8
+DROPOUT_RATE = 0.1
 
 
 def batch(step):
@@ -42,11 +44,18 @@ def batch(step):
     return x, y
 
 
+def as_numbers(leaf):
+    """A leaf as float64 NumPy numbers; a typed random key (an RngKey, the TrainState's key) as its bits."""
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    return np.asarray(leaf, np.float64)
+
+
 def max_abs_diff(a, b):
     """The largest absolute difference between two trees of arrays (or tensors) of the same structure."""
     assert jax.tree.structure(a) == jax.tree.structure(b), "the trees differ in structure"
     pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    return max(float(np.abs(np.asarray(u, np.float64) - np.asarray(v, np.float64)).max()) for u, v in pairs)
+    return max(float(np.abs(as_numbers(u) - as_numbers(v)).max()) for u, v in pairs)
 
 
 def saved_tree(checkpointer, path):
@@ -68,6 +77,7 @@ def make_torch(seed):
         torch.nn.Linear(IN_FEATURES, HIDDEN),
         torch.nn.BatchNorm1d(HIDDEN),
         torch.nn.ReLU(),
+        torch.nn.Dropout(DROPOUT_RATE),  # draws its masks from torch's global generator
         torch.nn.Linear(HIDDEN, NUM_CLASSES),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
@@ -90,11 +100,15 @@ def train_torch(model, optimizer, start, stop):
 
 
 def torch_state(model, optimizer):
-    """Everything training changes: parameters and buffers, and Adam's per-parameter state."""
-    return {"model": model.state_dict(), "adam": optimizer.state_dict()["state"]}
+    """Everything training changes: parameters and buffers, Adam's per-parameter state, the generator."""
+    return {
+        "model": model.state_dict(),
+        "adam": optimizer.state_dict()["state"],
+        "rng": torch.get_rng_state(),
+    }
 
 
-def resume_torch(folder, save_optimizer=True):
+def resume_torch(folder, save_optimizer=True, save_rng=True):
     """Train SAVE_AT steps, save, load into objects built from another seed, train to TOTAL_STEPS.
 
     Returns the model, the optimizer and the first layer's distance to the checkpoint before loading.
@@ -104,14 +118,18 @@ def resume_torch(folder, save_optimizer=True):
     checkpoint = {"step": SAVE_AT, "model": model.state_dict()}
     if save_optimizer:
         checkpoint["optimizer"] = optimizer.state_dict()
+    if save_rng:
+        checkpoint["rng"] = torch.get_rng_state()  # where Dropout's next mask comes from
     torch.save(checkpoint, Path(folder) / "torch.pt")
 
-    model, optimizer = make_torch(seed=1)  # new objects, other initial weights
+    model, optimizer = make_torch(seed=1)  # new objects, other initial weights, another generator state
     checkpoint = torch.load(Path(folder) / "torch.pt")
     before = max_abs_diff(model[0].weight.detach(), checkpoint["model"]["0.weight"])
     model.load_state_dict(checkpoint["model"])
     if save_optimizer:
         optimizer.load_state_dict(checkpoint["optimizer"])
+    if save_rng:
+        torch.set_rng_state(checkpoint["rng"])
     train_torch(model, optimizer, checkpoint["step"], TOTAL_STEPS)
     return model, optimizer, before
 
@@ -124,21 +142,25 @@ class LinenMLP(linen.Module):
     def __call__(self, x, train: bool):
         x = linen.Dense(HIDDEN)(x)
         x = linen.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-        return linen.Dense(NUM_CLASSES)(linen.relu(x))
+        x = linen.Dropout(DROPOUT_RATE, deterministic=not train)(linen.relu(x))
+        return linen.Dense(NUM_CLASSES)(x)
 
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
+    key: jax.Array  # Dropout's key: each step folds its own number into it
 
 
 def make_linen(seed):
     """A fresh TrainState (step 0) for the Linen model, initialised from ``seed``."""
+    init_key, dropout_key = jax.random.split(jax.random.key(seed))
     model = LinenMLP()
-    variables = model.init(jax.random.key(seed), jnp.zeros((1, IN_FEATURES)), train=False)
+    variables = model.init(init_key, jnp.zeros((1, IN_FEATURES)), train=False)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables["batch_stats"],
+        key=dropout_key,
         tx=optax.adam(LEARNING_RATE),
     )
 
@@ -151,7 +173,8 @@ def cross_entropy(logits, labels):
 def linen_step(state, x, y):
     def loss_fn(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
-        logits, updates = state.apply_fn(variables, x, train=True, mutable=["batch_stats"])
+        rngs = {"dropout": jax.random.fold_in(state.key, state.step)}  # a new key at every step
+        logits, updates = state.apply_fn(variables, x, train=True, mutable=["batch_stats"], rngs=rngs)
         return cross_entropy(logits, y), updates
 
     (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -188,10 +211,11 @@ class NNXMLP(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
         self.dense1 = nnx.Linear(IN_FEATURES, HIDDEN, rngs=rngs)
         self.norm = nnx.BatchNorm(HIDDEN, momentum=0.9, rngs=rngs)
+        self.dropout = nnx.Dropout(DROPOUT_RATE, rngs=rngs)  # keeps its key and count in the model's state
         self.dense2 = nnx.Linear(HIDDEN, NUM_CLASSES, rngs=rngs)
 
     def __call__(self, x):
-        return self.dense2(nnx.relu(self.norm(self.dense1(x))))
+        return self.dense2(self.dropout(nnx.relu(self.norm(self.dense1(x)))))
 
 
 def make_nnx(seed):
@@ -250,7 +274,10 @@ def managed_run(folder):
 
     Returns the steps left on disk, the restored checkpoint and the final state of the run.
     """
-    options = ocp.CheckpointManagerOptions(save_interval_steps=5, max_to_keep=2)
+    options = ocp.CheckpointManagerOptions(
+        save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(5),  # steps 5, 10, 15, 20
+        preservation_policy=ocp.checkpoint_managers.LatestN(2),  # and only the last two kept
+    )
     model, optimizer = make_nnx(seed=0)
     model.train()
     with ocp.CheckpointManager(Path(folder) / "run", options=options) as manager:
@@ -296,6 +323,9 @@ def main():
     steps = optimizer.state_dict()["state"][0]["step"].item()
     straight_steps = straight["adam"][0]["step"].item()
     print(f"Adam's step count at the end: {steps:.0f} (uninterrupted: {straight_steps:.0f})")
+    model, optimizer, _ = resume_torch(root, save_rng=False)
+    print("-- without torch.get_rng_state():")
+    print_comparison({"model": model.state_dict()}, straight, spec=".2e")
 
     print("== Flax Linen")
     straight, losses = train_linen(make_linen(seed=0), TOTAL_STEPS)
@@ -310,7 +340,7 @@ def main():
     print("restored:", type(state).__name__, "at step", int(state.step))
     print("optimizer state:", [type(part).__name__ for part in state.opt_state])
     resumed, _ = train_linen(state, TOTAL_STEPS)
-    fields = ["params", "batch_stats", "opt_state", "step"]
+    fields = ["params", "batch_stats", "opt_state", "step", "key"]
     print_comparison({f: getattr(resumed, f) for f in fields}, {f: getattr(straight, f) for f in fields})
     print("-- restored without a target:")
     raw = checkpointer.restore(root / "linen")

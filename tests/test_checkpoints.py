@@ -38,30 +38,37 @@ def test_pytorch_resumed_run_equals_the_uninterrupted_one():
     resumed = out.split("-- without")[0]
     assert "resumed vs uninterrupted, model: max |difference| = 0.0" in resumed
     assert "resumed vs uninterrupted, adam: max |difference| = 0.0" in resumed
+    assert "resumed vs uninterrupted, rng: max |difference| = 0.0" in resumed, "the generator too"
     (before,) = floats_after("first layer before load_state_dict:", out)
     assert before > 0.1, "the fresh model starts elsewhere, so a failed load would show"
 
 
 def test_pytorch_without_the_optimizer_state_ends_elsewhere():
     out = section(run_script("checkpoints"), "PyTorch").split("-- without optimizer.state_dict():")[1]
+    out = out.split("-- without torch.get_rng_state():")[0]
     assert differences(out)[0] > 1e-3
     assert "Adam's step count at the end: 12 (uninterrupted: 20)" in out
 
 
+def test_pytorch_without_the_generator_state_ends_elsewhere():
+    out = section(run_script("checkpoints"), "PyTorch").split("-- without torch.get_rng_state():")[1]
+    assert differences(out)[0] > 1e-3, "other dropout masks, other parameters"
+
+
 def test_linen_resumed_train_state_equals_the_uninterrupted_one():
     out = section(run_script("checkpoints"), "Flax Linen").split("-- restored without a target")[0]
-    for field in ["params", "batch_stats", "opt_state", "step"]:
+    for field in ["params", "batch_stats", "opt_state", "step", "key"]:
         assert f"resumed vs uninterrupted, {field}: max |difference| = 0.0" in out
     assert "restored: TrainState at step 8" in out
     assert "optimizer state: ['ScaleByAdamState', 'EmptyState']" in out
-    assert "saved arrays: {'batch_stats': 2, 'opt_state': 13, 'params': 6, 'step': 1}" in out
+    assert "saved arrays: {'batch_stats': 2, 'key': 1, 'opt_state': 13, 'params': 6, 'step': 1}" in out
     assert floats_after("first layer before restore:", out)[0] > 0.1
 
 
 def test_linen_restore_without_a_target_gives_dicts_and_the_step_fails():
     out = section(run_script("checkpoints"), "Flax Linen").split("-- restored without a target:")[1]
     without, abstract = out.split("-- restored into an abstract target")
-    assert "restored: dict with ['batch_stats', 'opt_state', 'params', 'step']" in without
+    assert "restored: dict with ['batch_stats', 'key', 'opt_state', 'params', 'step']" in without
     assert "optimizer state: ['dict', 'NoneType']" in without
     assert "first step raises: AttributeError: 'dict' object has no attribute 'mu'" in without
     assert "optimizer state: ['ScaleByAdamState', 'EmptyState']" in abstract
@@ -72,7 +79,7 @@ def test_nnx_resumed_state_equals_the_uninterrupted_one():
     out = section(run_script("checkpoints"), "Flax NNX")
     assert "resumed vs uninterrupted, model: max |difference| = 0.0" in out
     assert "resumed vs uninterrupted, optimizer: max |difference| = 0.0" in out
-    assert "saved arrays: 22" in out
+    assert "saved arrays: 24" in out, "22 as without Dropout, and its stream's key and count"
     assert floats_after("first layer before nnx.update:", out)[0] > 0.1
 
 
@@ -149,7 +156,7 @@ def test_page_uninterrupted_runs_are_the_scripts(site):
 
 def test_page_resumed_runs_equal_the_uninterrupted_ones_in_all_three(site):
     _, _, restore = tab_panels(site)
-    counts = {"PyTorch": 2, "Flax Linen": 4, "Flax NNX": 2}
+    counts = {"PyTorch": 3, "Flax Linen": 5, "Flax NNX": 2}
     for panel, name in zip(restore, FRAMEWORKS, strict=True):
         diffs = differences(panel)
         assert diffs == [0.0] * counts[name], name
@@ -166,9 +173,21 @@ def test_page_resumed_runs_equal_the_uninterrupted_ones_in_all_three(site):
 def test_page_shows_what_each_checkpoint_holds(site):
     _, save, _ = tab_panels(site)
     expected = [
-        ["1.running_mean", "1.num_batches_tracked", "exp_avg_sq", "step counted for parameter 0: 8.0"],
-        ["batch_stats/BatchNorm_0/mean", "opt_state/0/mu/Dense_0/kernel", "params/Dense_1/bias"],
-        ["model/norm/var/value", "optimizer/opt_state/0/nu/dense1/kernel/value", "optimizer/step/value"],
+        [
+            "1.running_mean",
+            "1.num_batches_tracked",
+            "exp_avg_sq",
+            "step counted for parameter 0: 8.0",
+            "rng: torch.uint8",
+        ],
+        ["batch_stats/BatchNorm_0/mean", "opt_state/0/mu/Dense_0/kernel", "params/Dense_1/bias", "key "],
+        [
+            "model/norm/var/value",
+            "optimizer/opt_state/0/nu/dense1/kernel/value",
+            "optimizer/step/value",
+            "model/dropout/rngs/key/value",
+            "model/dropout/rngs/count/value",
+        ],
     ]
     for panel, names in zip(save, expected, strict=True):
         assert all(name in panel for name in names), names
@@ -189,14 +208,23 @@ def test_page_prints_no_temporary_path_and_no_log_or_warning(site):
 def test_page_trap_optimizer_state_shows_the_scripts_numbers(site):
     text = site.output_with(PAGE, "Adam's step count at the end")
     out = section(run_script("checkpoints"), "PyTorch").split("-- without optimizer.state_dict():")[1]
+    out = out.split("-- without torch.get_rng_state():")[0]
     assert differences(text) == differences(out)
     assert differences(text)[0] > 1e-3
     assert "Adam's step count at the end: 12 (uninterrupted: 20)" in text
 
 
+def test_page_trap_random_state_left_out_ends_elsewhere(site):
+    (cell,) = [cell for cell in site.soup(PAGE).select("div.cell") if "no-rng.pt" in cell.get_text()]
+    assert "torch.set_rng_state" not in cell.select_one("div.cell_input").get_text()
+    text = cell.select_one("div.cell_output").get_text()
+    out = section(run_script("checkpoints"), "PyTorch").split("-- without torch.get_rng_state():")[1]
+    assert differences(text) == differences(out) and differences(text)[0] > 1e-3
+
+
 def test_page_trap_restore_without_target(site):
     text = site.output_with(PAGE, "expected:")
-    assert "restored: dict with ['batch_stats', 'opt_state', 'params', 'step']" in text
+    assert "restored: dict with ['batch_stats', 'key', 'opt_state', 'params', 'step']" in text
     assert "optimizer state: ['dict', 'NoneType']" in text
     (cell,) = site.soup(PAGE).select("div.cell.tag_raises-exception")
     assert "AttributeError" in cell.get_text()
