@@ -76,15 +76,79 @@ class NNXCNN(nnx.Module):
         return self.fc(x.reshape(x.shape[0], -1))  # flattens in (H, W, C) order
 
 
+def default(function, name):
+    """The default value of a parameter, from the function's (or class's) signature."""
+    return inspect.signature(function).parameters[name].default
+
+
 def defaults():
-    """The defaults that differ between PyTorch and Flax, read from the installed libraries."""
-    linen_bn = inspect.signature(nn.BatchNorm).parameters
-    nnx_bn = inspect.signature(nnx.BatchNorm.__init__).parameters
-    torch_bn = torch.nn.BatchNorm2d(FILTERS)
+    """The defaults that differ between PyTorch and Flax, read from the installed libraries' signatures.
+
+    {what: (PyTorch, Flax Linen, Flax NNX)}; Flax's optimizer is optax's in both.
+    """
     return {
-        "conv padding": (torch.nn.Conv2d(1, 1, 3).padding, nn.Conv(1, (3, 3)).padding, "SAME"),
-        "batchnorm momentum": (torch_bn.momentum, linen_bn["momentum"].default, nnx_bn["momentum"].default),
-        "batchnorm epsilon": (torch_bn.eps, linen_bn["epsilon"].default, nnx_bn["epsilon"].default),
+        "conv padding": (
+            default(torch.nn.Conv2d, "padding"),
+            default(nn.Conv, "padding"),
+            default(nnx.Conv.__init__, "padding"),
+        ),
+        "batchnorm momentum": (
+            default(torch.nn.BatchNorm2d, "momentum"),
+            default(nn.BatchNorm, "momentum"),
+            default(nnx.BatchNorm.__init__, "momentum"),
+        ),
+        "batchnorm epsilon": (
+            default(torch.nn.BatchNorm2d, "eps"),
+            default(nn.BatchNorm, "epsilon"),
+            default(nnx.BatchNorm.__init__, "epsilon"),
+        ),
+        "layernorm epsilon": (
+            default(torch.nn.LayerNorm, "eps"),
+            default(nn.LayerNorm, "epsilon"),
+            default(nnx.LayerNorm.__init__, "epsilon"),
+        ),
+        "gelu approximate": (
+            default(torch.nn.GELU, "approximate"),
+            default(nn.gelu, "approximate"),
+            default(nnx.gelu, "approximate"),
+        ),
+        "adamw weight decay": (
+            default(torch.optim.AdamW, "weight_decay"),
+            default(optax.adamw, "weight_decay"),
+            default(optax.adamw, "weight_decay"),
+        ),
+    }
+
+
+def default_gaps(seed=7):
+    """{layer: (max |PyTorch - Flax| with each library's default, with the two set equal)}."""
+    rng = np.random.default_rng(seed)
+    activations = rng.normal(size=(4, 16)).astype(np.float32)
+    parameters, gradients = (rng.normal(size=16).astype(np.float32) for _ in range(2))
+
+    def layernorm_gap(flax_epsilon):
+        torch_out = torch.nn.LayerNorm(16)(torch.from_numpy(activations)).detach().numpy()  # eps=1e-5
+        identity = {"params": {"scale": jnp.ones(16), "bias": jnp.zeros(16)}}  # PyTorch's initial weights
+        return max_diff(torch_out, nn.LayerNorm(epsilon=flax_epsilon).apply(identity, activations))
+
+    def gelu_gap(approximate):
+        torch_out = torch.nn.functional.gelu(torch.from_numpy(activations)).numpy()  # exact
+        return max_diff(torch_out, nn.gelu(activations, approximate=approximate))
+
+    def adamw_gap(optax_weight_decay):
+        weight = torch.nn.Parameter(torch.from_numpy(parameters.copy()))
+        torch_adamw = torch.optim.AdamW([weight], lr=0.1)  # weight_decay=1e-2
+        weight.grad = torch.from_numpy(gradients.copy())
+        torch_adamw.step()
+        tx = optax.adamw(0.1, weight_decay=optax_weight_decay)
+        start = jnp.asarray(parameters)
+        updates, _ = tx.update(jnp.asarray(gradients), tx.init(start), start)
+        return max_diff(weight.detach().numpy(), optax.apply_updates(start, updates))
+
+    return {
+        "layernorm": (layernorm_gap(1e-6), layernorm_gap(1e-5)),
+        "gelu": (gelu_gap(True), gelu_gap(False)),
+        "adamw": (adamw_gap(1e-4), adamw_gap(1e-2)),
     }
 
 
@@ -302,7 +366,9 @@ def train_all(steps=STEPS):
 def main():
     print("== Defaults")
     for name, (pytorch, linen, nnx_default) in defaults().items():
-        print(f"{name}: PyTorch {pytorch}, Linen {linen}, NNX {nnx_default}")
+        print(f"{name}: PyTorch {pytorch!r}, Linen {linen!r}, NNX {nnx_default!r}")
+    for name, (with_defaults, set_equal) in default_gaps().items():
+        print(f"{name} max |PyTorch - Flax|: defaults {with_defaults:.1e}, set equal {set_equal:.1e}")
 
     print("== Shapes")
     torch_model, variables, _ = make_models()

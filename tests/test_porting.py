@@ -1,6 +1,9 @@
 """The claims of docs/porting.md, checked in its script and in the rendered page."""
 
+import inspect
+
 import numpy as np
+import optax
 import pytest
 import torch
 from conftest import floats_after, import_script, run_script, section
@@ -25,9 +28,28 @@ def out():
 
 def test_defaults_that_differ(out):
     text = section(out, "Defaults")
-    assert "conv padding: PyTorch (0, 0), Linen SAME, NNX SAME" in text
+    assert "conv padding: PyTorch 0, Linen 'SAME', NNX 'SAME'" in text
     assert "batchnorm momentum: PyTorch 0.1, Linen 0.99, NNX 0.99" in text
     assert "batchnorm epsilon: PyTorch 1e-05, Linen 1e-05, NNX 1e-05" in text
+    assert "layernorm epsilon: PyTorch 1e-05, Linen 1e-06, NNX 1e-06" in text
+    assert "gelu approximate: PyTorch 'none', Linen True, NNX True" in text
+    assert "adamw weight decay: PyTorch 0.01, Linen 0.0001, NNX 0.0001" in text
+
+
+def test_defaults_set_equal_compute_the_same_and_left_alone_do_not(out):
+    text = section(out, "Defaults")
+    for name in ["layernorm", "gelu", "adamw"]:
+        (with_defaults,) = floats_after(f"{name} max |PyTorch - Flax|: defaults", text)
+        (set_equal,) = floats_after("set equal", text.split(f"{name} max")[1].split("\n")[0])
+        assert set_equal < 2e-6 and with_defaults > 1e-5, name
+
+
+def test_the_defaults_come_from_the_signatures(script):
+    """Not a table typed by hand: the values follow the libraries' own signatures."""
+    assert (
+        script.defaults()["adamw weight decay"][1]
+        == inspect.signature(optax.adamw).parameters["weight_decay"].default
+    )
 
 
 def test_shapes_of_the_conversion(out):
@@ -116,10 +138,18 @@ def test_torch_to_flax_ignores_num_batches_tracked(script):
 # -- The rendered page -------------------------------------------------------------------------
 
 
-def test_page_shows_the_defaults(site):
+def test_page_shows_the_defaults(site, out):
     text = site.output_with(PAGE, "batchnorm momentum:")
     assert "PyTorch 0.1 | Linen 0.99 | NNX 0.99" in text
-    assert "PyTorch (0, 0) | Linen SAME | NNX SAME" in text
+    assert "PyTorch 0 | Linen 'SAME' | NNX 'SAME'" in text
+    assert "layernorm epsilon:   PyTorch 1e-05 | Linen 1e-06 | NNX 1e-06" in text
+    assert "gelu approximate:    PyTorch 'none' | Linen True | NNX True" in text
+    assert "adamw weight decay:  PyTorch 0.01 | Linen 0.0001 | NNX 0.0001" in text
+    gaps = site.output_with(PAGE, "set equal")
+    script_lines = [line for line in section(out, "Defaults").splitlines() if "set equal" in line]
+    for line in script_lines:
+        name, rest = line.split(" max ")
+        assert f"{name:9} max {rest}" in gaps, "the page and the script measure the same gaps"
 
 
 def test_page_shows_the_flatten_order_and_its_fix(site, out):
