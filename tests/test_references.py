@@ -1,7 +1,7 @@
 """Every file of this repository that a comment, a docstring or a page names still exists.
 
-A file renamed or never written leaves a stale pointer that nothing else notices: a script's docstring
-that sends the reader to ``tests/test_code_scripts.py`` long after it became ``tests/test_jax_state.py``.
+A file renamed or never written leaves a stale pointer that nothing else notices, such as the docstring of
+code/jax_state.py that sent its reader to a test module that did not exist.
 """
 
 import re
