@@ -181,6 +181,9 @@ def test_the_fonts_hold_every_icon_the_site_shows(site):
     assert not missing
     assert {"fa-github", "fa-download", "fa-magnifying-glass", "fa-sun", "fa-moon"} <= shown
     assert drawn <= kept  # the theme's own icons: admonitions, external links, breadcrumbs
+    book_theme = (static / "styles" / "sphinx-book-theme.css").read_text(encoding="utf8")
+    _, book_drawn = icon_codepoints(book_theme)
+    assert 0xF107 in book_drawn and book_drawn <= kept  # the caret of the folded contents, and the rest
 
 
 @pytest.mark.parametrize("docname", [*PAGES, "search"])

@@ -359,7 +359,9 @@ def lighten_site(outdir: Path, theme_dirs: list[str], cache: Path) -> dict[str, 
         if lighter[page] != pages[page]:
             page.write_text(lighter[page], encoding="utf8")
     prune_bundles(static, sorted(bundles), list(lighter.values()), scripts, cache)
-    wanted = wanted_codepoints(css, names)
+    # sphinx-book-theme's stylesheet draws icons of its own too: the caret of its folded contents.
+    others = [sheet.read_text(encoding="utf8") for sheet in sorted(static.glob("styles/*.css"))]
+    wanted = wanted_codepoints("\n".join([css, *others]), names)
     sizes = {}
     for font in sorted((static / WEBFONTS).glob("*.woff2")):
         original = theme_static_file(theme_dirs, WEBFONTS / font.name).read_bytes()
