@@ -33,6 +33,8 @@ extensions = [
     "reader_notebooks",  # each page as a notebook to download or open in Colab, with an install cell
     "hidden_cells",  # a hidden cell's toggle is named by its prompt ("Show the solution")
     "stream_outputs",  # what a cell printed in one block, however the kernel cut it
+    "wide_blocks",  # code, outputs, tables and tab-sets too wide for the text column get the margin too
+    "stacked_tables",  # on a phone, a table's rows stack, each cell under its column's name
     "light_assets",  # no Font Awesome script, fonts cut to the icons shown, unused CSS rules dropped
 ]
 

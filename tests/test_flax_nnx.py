@@ -177,7 +177,7 @@ def test_page_has_linen_and_nnx_tab_sets_for_the_step_and_the_loop(site):
         assert [label["data-sync-id"] for label in tab_set.select("label.sd-tab-label")] == ["linen", "nnx"]
     step, loop = ([tab.get_text() for tab in tab_set.select("div.sd-tab-content")] for tab_set in tab_sets)
     assert "apply_gradients(grads=grads)" in step[0] and 'mutable=["batch_stats"]' in step[0]
-    assert "nnx.Optimizer(nnx_model, tx, wrt=nnx.Param)" in step[1]
+    assert "nnx.Optimizer(" in step[1] and "nnx_model, tx, wrt=nnx.Param" in step[1]
     assert "optimizer.update(model, grads)" in step[1]
     assert "steps taken: 100" in loop[0] and "steps taken: 100" in loop[1]
 

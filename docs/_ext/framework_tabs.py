@@ -41,9 +41,15 @@ Rules:
   tab-set: ``[pytorch, linen, pytorch, linen]`` is two tab-sets.
 - Tabs come in order of first appearance. Choosing a tab switches every tab-set of the site to it
   (sphinx-design's sync, remembered across pages).
+- A run of two frameworks in which a cell also carries the tag ``side-by-side`` is shown with the two
+  next to each other from 1200 px (``_static/framework-tabs.css``), and as tabs below: its tab-set gets
+  the class ``side-by-side``. A column then holds :data:`SIDE_BY_SIDE_CHARACTERS` characters of code, and
+  the cells' lines must fit. Tag the runs where reading across helps, such as model definitions and
+  train steps. (A third column would hold under 40 characters at any common screen width.)
 - Errors, reported as warnings at the cell's line, so that ``-W`` fails the build: an unknown ``tab-*``
   tag, a cell with two tab tags, a tab-set with a single framework, a tagged markdown cell that holds a
-  heading (a section cannot go inside a tab). A page with an error is read again on the next build.
+  heading (a section cannot go inside a tab), a ``side-by-side`` run of three frameworks or with a line of
+  code longer than a column holds. A page with an error is read again on the next build.
 
 Usage: add ``"framework_tabs"`` to ``extensions`` after ``"myst_nb"`` and ``"sphinx_design"``. The
 extension adds ``../_static/framework-tabs.css`` to the HTML pages itself.
@@ -68,6 +74,9 @@ logger = logging.getLogger(__name__)
 FRAMEWORKS = {"pytorch": "PyTorch", "linen": "Flax Linen", "nnx": "Flax NNX"}
 TAG_PREFIX = "tab-"
 SYNC_GROUP = "framework"
+SIDE_BY_SIDE = "side-by-side"  # a tag for a run of cells, and the class of its tab-set
+# The characters of code a side-by-side column holds at 1200 px (12 px monospace, measured in Chromium).
+SIDE_BY_SIDE_CHARACTERS = 55
 # framework-tabs.css styles the tab-sets.
 TAB_SET_CLASSES = ["sd-tab-set", "framework-tabs"]
 STYLESHEET = Path(__file__).parents[1] / "_static" / "framework-tabs.css"
@@ -166,6 +175,27 @@ def group_tabs(cells: list[tuple[int, list[str]]]) -> list[TabSet]:
         previous = position
     close_run()
     return tab_sets
+
+
+def side_by_side_problem(tab_set: TabSet, sources: dict[int, str]) -> tuple[int, str] | None:
+    """Why a tab-set cannot be shown side by side, as (cell position, message); None if it can.
+
+    ``sources`` maps the position of each code cell of the tab-set to its source.
+    """
+    if len(tab_set.tabs) != 2:
+        return tab_set.cells[0], (
+            f"cell {tab_set.cells[0]} is tagged {SIDE_BY_SIDE} but its tab-set has {len(tab_set.tabs)} "
+            "frameworks; side by side takes two (a third column would be too narrow for code)"
+        )
+    for position in tab_set.cells:
+        for number, line in enumerate(sources.get(position, "").splitlines(), start=1):
+            if len(line) > SIDE_BY_SIDE_CHARACTERS:
+                return position, (
+                    f"cell {position} is in a {SIDE_BY_SIDE} tab-set, whose columns hold "
+                    f"{SIDE_BY_SIDE_CHARACTERS} characters, but its line {number} has {len(line)}: "
+                    "shorten it, or remove the tag"
+                )
+    return None
 
 
 # -- Sphinx ------------------------------------------------------------------------------------------
@@ -292,13 +322,24 @@ def build_tab_sets(app, doctree: nodes.document):
             contents.append((tab, cell_nodes))
         return contents
 
+    tags = dict(cells)
     for tab_set in tab_sets:
         contents = tab_contents(tab_set)
-        if contents is not None:
-            replace_with_tab_set(contents)
+        if contents is None:
+            continue
+        side_by_side = any(SIDE_BY_SIDE in tags[position] for position in tab_set.cells)
+        if side_by_side:
+            sources = {
+                p: notebook.cells[p - 1].source for p in tab_set.cells if consistent and is_code(p - 1)
+            }
+            problem = side_by_side_problem(tab_set, sources)
+            if problem:
+                report(problem[1], problem[0] - 1, "side-by-side")
+                continue
+        replace_with_tab_set(contents, side_by_side)
 
 
-def replace_with_tab_set(tab_nodes: list):
+def replace_with_tab_set(tab_nodes: list, side_by_side: bool = False):
     """Move the cells' nodes into a tab-set, as sphinx-design's directives would have built it."""
     all_nodes = [node for _, cell_nodes in tab_nodes for node in cell_nodes]
     if not all_nodes:
@@ -309,7 +350,8 @@ def replace_with_tab_set(tab_nodes: list):
     # nodes that the markdown renderer put elsewhere (a footnote, at the end of the page) stay there
     moved = {id(node) for node in all_nodes if node.parent is parent}
     parent.children = [child for child in parent.children if id(child) not in moved]
-    tab_set = create_component("tab-set", classes=list(TAB_SET_CLASSES))
+    classes = [*TAB_SET_CLASSES, SIDE_BY_SIDE] if side_by_side else TAB_SET_CLASSES
+    tab_set = create_component("tab-set", classes=list(classes))
     tab_set.source, tab_set.line = first.source, first.line
     for tab, cell_nodes in tab_nodes:
         label = nodes.rubric(tab.label, "", nodes.Text(tab.label), classes=["sd-tab-label"])
