@@ -117,9 +117,10 @@ def torch_train_step(model, optimizer, x, y):
 # The same step, compiled (on the CPU, inductor writes C++ and builds it with the machine's compiler).
 # dynamic=False: one program per input shape, as jax.jit does, not one for all shapes.
 compiled_torch_train_step = torch.compile(torch_train_step, dynamic=False)
-# optimizer.step() opens a profiler context that compiled code skips; torch.compile logs that once, with a
-# timestamp. Only errors from its tracer are shown.
-torch._logging.set_logs(dynamo=logging.ERROR)
+# optimizer.step() opens a profiler context that compiled code skips; torch.compile's tracer logs that once,
+# with a timestamp. That one message is dropped; any other warning would show.
+tracer_log = logging.getLogger("torch._dynamo.variables.ctx_manager")
+tracer_log.addFilter(lambda record: "Profiler record function" not in record.getMessage())
 
 
 # -- Flax Linen: the state is a TrainState that goes in and comes out ------------------------------
@@ -335,6 +336,16 @@ def compiled_step_writes_state_in_place(steps=3):
     }
 
 
+def graphs_of_the_step(size="small"):
+    """What torch.compile's tracer captures of the step: graphs, breaks, and why it breaks."""
+    sizes = SIZES[size]
+    model, optimizer = torch_setup(sizes, make_weights(sizes))
+    x, y = (torch.from_numpy(a) for a in make_batch(sizes))
+    explained = torch._dynamo.explain(torch_train_step)(model, optimizer, x, y.long())
+    reasons = sorted({reason.reason.splitlines()[0] for reason in explained.break_reasons})
+    return explained.graph_count, explained.graph_break_count, reasons
+
+
 def a_mode_switch_recompiles():
     """Compiled prediction, timed: a steady call in training mode, then the first call in eval mode."""
     model, _, x, _ = bn_model_and_data()
@@ -506,6 +517,8 @@ def main():
     print("== torch.compile and the state in the objects")
     for label, value in compiled_step_writes_state_in_place().items():
         print(f"{label}: {value}")
+    graphs, breaks, reasons = graphs_of_the_step()
+    print(f"the compiled step: {graphs} graphs, {breaks} graph breaks, because: {reasons}")
     steady, first_in_eval = a_mode_switch_recompiles()
     print(f"after model.eval() the compiled prediction compiles again: {first_in_eval > 100 * steady}")
 

@@ -275,10 +275,17 @@ def main():
     plain = Counter()
     print("module as an argument of plain jax.jit:", count_with_plain_jit(plain, 3))
     print("its count afterwards:", int(plain.count[...]))
+    reader = Counter()
+    read_count = jax.jit(lambda: reader.count[...] + 0)
+    before = int(read_count())
+    reader.count[...] = 10
+    print(
+        f"a captured module only read under plain jax.jit: {before}, then {int(read_count())} after set to 10"
+    )
     try:
         jax.jit(plain.__call__)()
     except flax.errors.TraceContextError as error:
-        print("plain jax.jit on a captured module raises:", type(error).__name__)
+        print("plain jax.jit writing to a captured module raises:", type(error).__name__)
     returned_values, returned = count_by_returning_the_module(plain, 3)
     print("plain jax.jit returning the module:", returned_values)
     print(f"returned count: {int(returned.count[...])}, original's count: {int(plain.count[...])}")
@@ -296,16 +303,16 @@ def main():
     changed = not bool(jnp.array_equal(tree_model.norm.mean[...], stats_before["norm"]["mean"][...]))
     print("tree mode writes back BatchStat:", changed)
     print("tree mode writes back the dropout RngCount:", int(tree_model.dropout.rngs.count[...]))
-    for graph in (True, False):
+    for options in ({}, {"graph_updates": False}, {"graph": False}):
         switched, _, _ = create_model()
         switched.train()
-        nnx.jit(forward_then_eval, graph=graph)(switched, x)
-        print(
-            f"eval() inside nnx.jit(graph={graph}) leaves the call:",
-            switched.dropout.deterministic and switched.norm.use_running_average,
-        )
+        nnx.jit(forward_then_eval, **options)(switched, x)
+        left = switched.dropout.deterministic and switched.norm.use_running_average
+        print(f"eval() inside nnx.jit({options}) leaves the call: {left}")
     tied, h = Tied(nnx.Rngs(0)), jnp.ones((1, HIDDEN))
     print("graph mode runs tied weights:", nnx.jit(lambda m, h: m(h))(tied, h).shape)
+    returned = jax.jit(lambda m: m)(tied)
+    print("tied weights still tied after plain jax.jit:", returned.encode is returned.decode)
     try:
         nnx.jit(lambda m, h: m(h), graph=False)(tied, h)
     except ValueError as error:

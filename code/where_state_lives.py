@@ -391,7 +391,7 @@ def optax_steps_when_unused(num_steps=3):
     """The same in Optax: b's gradient is zero, not missing, so one count for all and b keeps moving."""
 
     def loss_of(params, step):
-        return (params["a"] ** 2).sum() + jnp.where(step == 0, (params["b"] ** 2).sum(), 0.0)
+        return (params["a"] ** 2).sum() + ((params["b"] ** 2).sum() if step == 0 else 0.0)
 
     adam = optax.adam(0.1)
     params = {"a": jnp.ones(2), "b": jnp.ones(2)}

@@ -106,6 +106,9 @@ def test_script_torch_compile_writes_the_state_back_in_place():
     for what in ["running_mean", "parameters", "exp_avg"]:
         assert f"same {what} as eager: True" in out, what
     assert "after model.eval() the compiled prediction compiles again: True" in out
+    assert (
+        "the compiled step: 3 graphs, 2 graph breaks, because: ['Unsupported Tensor.backward() call']" in out
+    )
 
 
 def test_script_trains_two_models_in_one_call():
@@ -184,6 +187,11 @@ def test_page_shows_torch_compile_writing_the_state_back(site):
     assert "compiled: Adam state of the first weight: ['exp_avg', 'exp_avg_sq', 'step'] after 3 steps" in out
     expected = "{'running_mean': True, 'running_var': True, 'parameters': True, \"Adam's exp_avg\": True}"
     assert f"the same as eager, within 1e-6: {expected}" in out
+    graphs = site.output_with(PAGE, "graph breaks:")
+    assert graphs.split("\n")[1:3] == [
+        "graphs: 3 | graph breaks: 2",
+        "why: ['Unsupported Tensor.backward() call']",
+    ]
     guard = site.output_with(PAGE, "compiles again")
     assert "after model.eval() the compiled prediction compiles again: True" in guard
 

@@ -144,6 +144,7 @@ def test_page_shows_buffers_in_the_state_dict_unless_not_persistent(site):
     assert "'norm.running_mean', 'norm.running_var', 'norm.num_batches_tracked', 'dense2.weight'" in saved
     scratch = site.output_with(PAGE, "['kept', 'scratch']")
     assert "state_dict: ['kept']" in scratch
+    assert "scratch after .to(torch.float64): torch.float64" in scratch, "the module converts its buffers"
 
 
 def test_page_shows_in_place_versus_returned_statistics(site):
