@@ -32,6 +32,7 @@ extensions = [
     "execution_footer",  # each executed page says when its outputs were produced, and with what
     "reader_notebooks",  # each page as a notebook to download or open in Colab, with an install cell
     "hidden_cells",  # a hidden cell's toggle is named by its prompt ("Show the solution")
+    "lesson_sequence",  # "Previous" and "Next" stay within the guide, and within the contributors' pages
     "stream_outputs",  # what a cell printed in one block, however the kernel cut it
     "wide_blocks",  # code, outputs, tables and tab-sets too wide for the text column get the margin too
     "stacked_tables",  # on a phone, a table's rows stack, each cell under its column's name
@@ -87,6 +88,11 @@ html_theme_options = {
     "launch_buttons": {"colab_url": "https://colab.research.google.com"},
     "footer_content_items": ["author.html", "copyright.html", "execution-footer.html"],
 }
+
+# -- The lessons' sequence ----------------------------------------------------------
+# The pages of these toctrees (their captions, in docs/index.md) are not lessons: "Next" from the last
+# lesson does not lead to them.
+lesson_sequence_apart = ["Contributing"]
 
 # -- Readers' notebooks, the footer ------------------------------------------
 reader_notebooks_repository = REPOSITORY

@@ -235,12 +235,12 @@ def test_page_contrasts_pytorch_in_synced_tabs(site):
         assert [label.get_text(strip=True) for label in tab_set.select("label")] == ["PyTorch", "Flax NNX"]
 
 
-def test_page_is_sixth_on_the_path_through_the_guide(site):
+def test_page_opens_the_guides_last_part_on_the_landing_page(site):
     index = site.soup("index")
-    path = [item.get_text(" ", strip=True) for item in index.select("article ol > li")]
-    assert len(path) >= 6 and "State pitfalls, and their fixes" in path[5]
-    toctree = [a["href"] for a in index.select("div.toctree-wrapper a")]
-    assert toctree.index("pitfalls.html") == toctree.index("flax-nnx.html") + 1
+    (card,) = [card for card in index.select("article .sd-card") if "pitfalls.html" in str(card)]
+    assert "When state goes wrong" in card.get_text()
+    nav = [a["href"] for a in index.select("nav.bd-docs-nav a")]
+    assert nav.index("pitfalls.html") + 1 == nav.index("cost-of-statelessness.html")
 
 
 def noisy_steps(output: str) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 downloads and the Colab notebook, the execution footer, the status page, the figures and the icons."""
 
 import io
+import itertools
 import re
 import runpy
 from importlib.metadata import version
@@ -15,7 +16,7 @@ from fontTools.ttLib import TTFont
 from jupyter_cache import get_cache
 from light_assets import ICON_NAME, icon_codepoints
 from PIL import Image
-from reader_notebooks import install_line
+from reader_notebooks import install_cell, page_packages
 from strict_execution import ANSI_ESCAPE
 
 CONF = runpy.run_path(str(ROOT / "conf.py"))
@@ -40,11 +41,30 @@ def test_edit_issue_and_repository_links(site, docname):
     assert REPOSITORY_URL in links
 
 
-def test_previous_and_next_links_follow_the_navigation(site):
+def test_previous_and_next_links_follow_the_navigation_within_the_guide(site):
     order = [a["href"].removesuffix(".html") for a in site.soup("index").select("nav.bd-docs-nav a")]
-    for before, after in zip(["index", *order], order, strict=False):
-        assert site.soup(before).select_one("a.right-next")["href"] == f"{after}.html"
-        assert site.soup(after).select_one("a.left-prev")["href"] == f"{before}.html"
+    contributing = order[order.index("page-template") :]
+    lessons = order[: order.index("page-template")]
+    assert contributing == ["page-template", "status"] and len(lessons) >= 10
+    for sequence in [["index", *lessons], contributing]:
+        for before, after in itertools.pairwise(sequence):
+            assert site.soup(before).select_one("a.right-next")["href"] == f"{after}.html"
+            assert site.soup(after).select_one("a.left-prev")["href"] == f"{before}.html"
+    assert site.soup(lessons[-1]).select_one("a.right-next") is None, "the last lesson leads nowhere else"
+    assert site.soup("page-template").select_one("a.left-prev") is None
+
+
+def test_the_landing_page_starts_the_reader_and_lists_each_lesson_once(site):
+    soup = site.soup("index")
+    start = soup.select_one("article a.start-here")
+    assert start["href"] == "jax-state.html" and "Start here" in start.get_text()
+    cards = soup.select("article .sd-card")
+    assert len(cards) == 5
+    linked = [a["href"].removesuffix(".html") for card in cards for a in card.select("a.reference")]
+    nav = [a["href"].removesuffix(".html") for a in soup.select("nav.bd-docs-nav a")]
+    assert linked == nav[: nav.index("page-template")], "the cards list the lessons in the sidebar's order"
+    assert not soup.select("article div.toctree-wrapper a"), "the toctrees are the sidebar's, not listed again"
+    assert not soup.select("article ol"), "no second list of the lessons"
 
 
 @pytest.mark.parametrize("docname", PAGES)
@@ -56,7 +76,8 @@ def test_the_page_downloads_as_markdown_and_as_a_notebook(site, docname):
     notebook = nbformat.read(site.html / "_sources" / f"{docname}.ipynb", as_version=4)
     nbformat.validate(notebook)
     requirements = (ROOT / "requirements.txt").read_text(encoding="utf8")
-    assert notebook.cells[0].source == install_line(requirements, CONF["reader_notebooks_packages"])
+    packages = [*CONF["reader_notebooks_packages"], *page_packages(site.notebook(docname).metadata)]
+    assert notebook.cells[0].source == install_cell(requirements, packages)
     # The rest is the page as it ran: its cells, in order, with their outputs (and the notes before the
     # expected errors).
     executed = site.notebook(docname)
