@@ -66,6 +66,11 @@ nb_execution_show_tb = False  # strict_execution prints the failing cell and its
 # stream_outputs merges them in the page instead.
 nb_merge_streams = False
 
+# -- Rendering (MyST-NB) ---------------------------------------------------------
+# A cell tagged hide-input (helper code: plotting, tables, timing) shows its output and folds its code.
+nb_code_prompt_show = "Show code"
+nb_code_prompt_hide = "Hide code"
+
 # -- HTML ------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
 html_title = "Model state in JAX, Flax and PyTorch"

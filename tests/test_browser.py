@@ -410,3 +410,40 @@ def test_an_expected_error_shows_its_message_in_full_and_folds_its_traceback(bro
     assert traceback.locator(".traceback").is_visible()
     page.context.close()
     assert problems == []
+
+
+# The text of a figure, in CSS pixels at the figure's width on the page: each <text>'s font size in the
+# SVG's own units (matplotlib writes pt, in a viewBox of pt), scaled by the width the page gives the image.
+FIGURE_TEXT = """async (image) => {
+  const svg = new DOMParser().parseFromString(await (await fetch(image.src)).text(), "image/svg+xml");
+  const width = Number(svg.documentElement.getAttribute("viewBox").split(/[ ,]+/)[2]);
+  const scale = image.getBoundingClientRect().width / width;
+  const size = (element) => {
+    for (let node = element; node && node.getAttribute; node = node.parentNode) {
+      const found = (node.getAttribute("style") || "").match(/font-size: ([\\d.]+)px/);
+      if (found) return parseFloat(found[1]);
+    }
+    return null;
+  };
+  const own = (element) => [...element.childNodes].filter((child) => child.nodeType === 3)
+    .map((child) => child.textContent).join("").trim();
+  return [...svg.querySelectorAll("text, tspan")].filter((element) => own(element))
+    .map((element) => [own(element), size(element) === null ? null : size(element) * scale]);
+}"""
+
+
+@pytest.mark.parametrize("docname", ["flax-nnx", "train-state", "porting", "cost-of-statelessness"])
+def test_every_figure_is_readable_on_a_phone(browser, served_site, docname):
+    page, problems = visit(browser, served_site + f"{docname}.html")
+    images = page.locator("article .cell_output img")
+    assert images.count() >= 1
+    for index in range(images.count()):
+        image = images.nth(index)
+        image.scroll_into_view_if_needed()
+        image.evaluate("(image) => image.decode()")  # loaded lazily: wait for it, and for its width
+        texts = image.evaluate(FIGURE_TEXT)
+        assert len(texts) >= 5, "a figure's labels are text, not paths"
+        small = [(text, size) for text, size in texts if size is None or size < 10]
+        assert not small, f"labels under 10 CSS px at 375 px: {small[:5]}"
+    page.context.close()
+    assert problems == []
