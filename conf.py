@@ -92,6 +92,10 @@ html_theme_options = {
     # reader_notebooks points this button at the generated notebook of the NOTEBOOKS_BRANCH.
     "launch_buttons": {"colab_url": "https://colab.research.google.com"},
     "footer_content_items": ["author.html", "copyright.html", "execution-footer.html"],
+    # The theme's dark default (a11y-high-contrast-dark) draws keywords and names in two near whites.
+    # GitHub's colour-blind-safe dark style gives keywords a colour of their own (orange) and keeps every
+    # token above 5:1 on the theme's dark code background (#29313d), which tests/test_browser.py checks.
+    "pygments_dark_style": "github-dark-colorblind",
 }
 
 # -- The lessons' sequence ----------------------------------------------------------

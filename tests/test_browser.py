@@ -447,3 +447,31 @@ def test_every_figure_is_readable_on_a_phone(browser, served_site, docname):
         assert not small, f"labels under 10 CSS px at 375 px: {small[:5]}"
     page.context.close()
     assert problems == []
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_outputs_look_unlike_inputs_and_keywords_unlike_names(browser, served_site, mode):
+    page, problems = visit(browser, served_site + "jax-state.html", viewport=DESKTOP, mode=mode)
+    looks = page.evaluate(
+        """() => {
+          const style = (selector) => getComputedStyle(document.querySelector(selector));
+          const [input, output] = [style("div.cell_input pre"), style("div.cell_output pre")];
+          const inputFrame = style("div.cell_input div.highlight");
+          const outputFrame = style("div.cell_output .output");
+          return {
+            backgrounds: [input.backgroundColor, output.backgroundColor],
+            rules: [inputFrame.borderLeftColor, outputFrame.borderLeftColor],
+            keyword: style("div.cell_input pre .k").color,
+            text: input.color,
+          };
+        }"""
+    )
+    page.context.close()
+    assert problems == []
+    assert looks["backgrounds"][0] != looks["backgrounds"][1], "an output is not filled like an input"
+    assert looks["rules"][0] != looks["rules"][1], "and its left rule has another colour"
+    rgb = [
+        tuple(int(part) for part in colour.strip("rgba()").split(",")[:3])
+        for colour in (looks["keyword"], looks["text"])
+    ]
+    assert max(abs(a - b) for a, b in zip(*rgb, strict=True)) >= 60, f"keywords stand out from names: {rgb}"
