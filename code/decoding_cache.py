@@ -4,8 +4,10 @@ A tiny decoder (token and position embeddings, one causal self-attention layer w
 to the vocabulary) in PyTorch, Flax Linen and Flax NNX. Each framework decodes a sequence one token at a
 time with a key/value cache and gets the logits of the full causal forward pass without it: PyTorch with a
 cache the model returns and that grows, Linen with its ``cache`` collection, NNX with the ``nnx.Cache``
-variables of ``nnx.MultiHeadAttention``, both of a fixed size with an index. It then shows three ways NNX
-decoding goes wrong at flax 0.12.8, and greedy generation with and without the cache.
+variables of ``nnx.MultiHeadAttention``, both of a fixed size with an index (a growing cache would be traced
+again at every step). It then shows two caller mistakes that fail silently (one token past the end, the
+same in Linen and NNX; ``is_causal=True`` while decoding), a limitation of ``nnx.view`` at flax 0.12.8, and
+greedy generation with and without the cache.
 
 Run it with ``python code/decoding_cache.py``; tests/test_decoding_cache.py checks what it prints.
 The functions are importable: ``from decoding_cache import Decoder`` with code/ on ``sys.path``.
@@ -96,7 +98,7 @@ class LinenDecoder(nn.Module):
         return nn.Dense(VOCAB, name="head")(x)
 
 
-TRACES = {"linen": 0, "nnx": 0}
+TRACES = {"linen": 0, "nnx": 0, "growing": 0}
 
 
 def linen_step(params, cache, token, position):
@@ -127,6 +129,27 @@ def linen_run(tokens, positions):
         history.append((int(cache["attn"]["cache_index"]), tuple(cache["attn"]["cached_key"].shape)))
     diff = float(jnp.abs(jnp.concatenate(steps, axis=1) - full).max())
     return variables, full, cache, history, diff
+
+
+@jax.jit
+def append(cache, new):
+    """A cache that grows: concatenate the new key, as the PyTorch model does with torch.cat."""
+    TRACES["growing"] += 1
+    return jnp.concatenate([cache, new], axis=1)
+
+
+def growing_cache_traces():
+    """Append MAX_LEN keys to a growing cache under jax.jit; return the number of traces and the shape."""
+    before = TRACES["growing"]
+    cache = jnp.zeros((BATCH, 0, HEADS, HEAD_DIM))
+    for _ in range(MAX_LEN):
+        cache = append(cache, jnp.ones((BATCH, 1, HEADS, HEAD_DIM)))
+    return TRACES["growing"] - before, tuple(cache.shape)
+
+
+def overwritten(before, after):
+    """The cache positions where any key changed."""
+    return np.flatnonzero(np.asarray((before != after).any(axis=(0, 2, 3)))).tolist()
 
 
 # -- Flax NNX: nnx.Cache variables on the attention layer -------------------------------------------
@@ -222,6 +245,7 @@ def main():
     print("== PyTorch ==")
     torch_model, shapes, diff = torch_run(tokens, positions)
     print("cache shape by step:", shapes)
+    print("state_dict entries:", len(torch_model.state_dict()))
     print("cache in state_dict:", any("cache" in name for name in torch_model.state_dict()))
     print(f"max |stepwise - full|: {diff:.1e} (tolerance {TOLERANCE:.0e})")
 
@@ -229,6 +253,9 @@ def main():
     variables, full_linen, cache, history, diff = linen_run(tokens, positions)
     params = variables["params"]
     print("collections of init(decode=True):", sorted(variables))
+    print(
+        "MultiHeadDotProductAttention has init_cache:", hasattr(nn.MultiHeadDotProductAttention, "init_cache")
+    )
     print("cache:", jax.tree.map(jnp.shape, cache))
     print("cache index and shape by step:", history)
     print("linen step traced:", TRACES["linen"], "time(s) for", MAX_LEN, "tokens")
@@ -268,21 +295,46 @@ def main():
         len(jax.tree.leaves(rest)),
     )
 
+    print("== Why a fixed size ==")
+    traces, shape = growing_cache_traces()
+    print("growing cache, append traced:", traces, "time(s) for", MAX_LEN, "tokens, final shape", shape)
+
     print("== Where it goes wrong ==")
     before = model.attn.cached_key[...]
-    nnx_step(model, jnp.asarray(tokens[:, :1]), jnp.asarray(positions[:, :1]))  # one token too many
-    changed = np.flatnonzero(np.asarray((before != model.attn.cached_key[...]).any(axis=(0, 2, 3))))
+    # one token too many, at position 0 again: the position embedding has no row for position 8
+    nnx_step(model, jnp.asarray(tokens[:, :1]), jnp.asarray(positions[:, :1]))
     print(
-        "past the end: no error, cache_index",
+        "past the end, NNX: no error, cache_index",
         int(model.attn.cache_index[...]),
         "slots overwritten",
-        changed.tolist(),
+        overwritten(before, model.attn.cached_key[...]),
     )
+    _, linen_after = linen_step_jit(params, cache, tokens[:, :1], positions[:, :1])
+    print(
+        "past the end, Linen: no error, cache_index",
+        int(linen_after["attn"]["cache_index"]),
+        "slots overwritten",
+        overwritten(cache["attn"]["cached_key"], linen_after["attn"]["cached_key"]),
+    )
+    print("nnx.Embed at position 8, all NaN:", bool(jnp.isnan(model.pos(jnp.array([MAX_LEN]))).all()))
+    try:
+        torch_model.pos(torch.tensor([MAX_LEN]))
+    except IndexError as error:
+        print("torch.nn.Embedding at position 8 raises: IndexError", error)
     causal_steps, _ = nnx_decode(model, jnp.asarray(tokens), jnp.asarray(positions), step=is_causal_step)
     causal_full = is_causal_full(model, jnp.asarray(tokens), jnp.asarray(positions))
     print(f"is_causal=True, full pass vs mask: {float(jnp.abs(causal_full - full).max())}")
     print(f"is_causal=True, decoding vs full: {float(jnp.abs(causal_steps - full).max()):.2f}")
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, n, HEAD_DIM, generator=generator) for n in (1, MAX_LEN, MAX_LEN))
+    attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    print(
+        "PyTorch is_causal=True, 1 query over 8 keys, gives key 0's value:",
+        torch.allclose(attended, v[:, :, :1]),
+    )
     fresh = Decoder(nnx.Rngs(0))
+    for name in ["cached_key", "cached_value", "cache_index"]:
+        print(f"fresh attn has {name}:", hasattr(fresh.attn, name), "value:", getattr(fresh.attn, name))
     view = nnx.view(fresh, decode=True, batch_size=BATCH, max_length=MAX_LEN)
     print(
         "nnx.view(decode=True, ...): decode",

@@ -4,13 +4,15 @@ One network, Dense -> BatchNorm -> ReLU -> Dropout -> Dense, written in Flax Lin
 program shows what ``nnx.bridge.ToNNX`` makes of a Linen module's collections (NNX variable types, paths
 without the collection), loads a Linen checkpoint (``params/...`` and ``batch_stats/...``, saved with
 Orbax) into the native NNX model and proves by the outputs that it is the same function, writes an NNX
-model's state back in Linen's layout, and shows what ``nnx.bridge.ToLinen`` keeps of an NNX module. It ends
-with the migration table, built from the objects.
+model's state back in Linen's layout, shows what ``nnx.bridge.ToLinen`` keeps of an NNX module, and what
+both wrappers do with a collection or a variable type the registry does not know. It ends with the
+migration table, built from the objects.
 
 Run it with ``python code/linen_to_nnx.py``; tests/test_linen_to_nnx.py checks what it prints.
 The functions are importable: ``from linen_to_nnx import load_linen_variables`` with code/ on ``sys.path``.
 """
 
+import dataclasses
 import inspect
 import tempfile
 from pathlib import Path
@@ -27,6 +29,9 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 IN_FEATURES, HIDDEN, NUM_CLASSES, NUM_EXAMPLES = 4, 16, 3, 32
 DROPOUT_RATE, LEARNING_RATE, LINEN_STEPS = 0.1, 0.01, 10
+
+# The names Flax registers at import, collection -> NNX variable type.
+REGISTERED = ["params", "batch_stats", "cache", "intermediates", "perturbations"]
 
 # Linen names its submodules by class and order; the NNX model names them by attribute.
 LINEN_TO_NNX_NAMES = {"Dense_0": "dense1", "BatchNorm_0": "norm", "Dense_1": "dense2"}
@@ -192,6 +197,48 @@ def evaluate(model, x):
     return nnx.view(model, deterministic=True, use_running_average=True)(x)
 
 
+# -- What the registry does not know ---------------------------------------------------------------
+
+
+class SubParam(nnx.Param):
+    """A subclass of a registered type: the registry compares exact types."""
+
+
+class Count(nnx.Variable):
+    """A variable type of our own, not registered."""
+
+
+class LinenCounting(nn.Module):
+    """A Linen module with a collection of its own, ``counter``."""
+
+    @nn.compact
+    def __call__(self, x):
+        calls = self.variable("counter", "calls", jnp.zeros, (), jnp.int32)
+        calls.value += 1
+        return nn.Dense(2)(x)
+
+
+class NNXCounting(nnx.Module):
+    """An NNX module with a variable of type ``Count``."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(IN_FEATURES, 2, rngs=rngs)
+        self.calls = Count(jnp.zeros((), jnp.int32))
+
+    def __call__(self, x):
+        self.calls[...] += 1
+        return self.linear(x)
+
+
+def lookup(function, argument):
+    """The registry's answer, or the name of the error it raises."""
+    try:
+        found = function(argument)
+    except ValueError:
+        return "ValueError"
+    return found.__name__ if isinstance(found, type) else repr(found)
+
+
 # -- The migration table --------------------------------------------------------------------------
 
 
@@ -221,14 +268,15 @@ def migration_rows(linen_variables, linen_update, native):
     """(concept, Linen, NNX) rows of the migration table, each cell read from the objects."""
     collections = sorted(linen_variables)
     num_variables = len(nnx.to_flat_state(nnx.state(native, nnx.Not(nnx.RngState))))
+    random_state = nnx.to_flat_state(nnx.state(native, nnx.RngState))
     rows = [
         (
             "creating the variables",
             f"`init(key, x)` returns a `{type_name(linen_variables)}` of " + names(collections),
-            f"`MLP(rngs)` holds {num_variables} variables when built",
+            f"`MLP(rngs)` holds {num_variables} variables (plus {len(random_state)} `RngState`) when built",
         )
     ]
-    for collection in collections + ["cache", "intermediates"]:
+    for collection in collections + ["cache", "intermediates", "perturbations"]:
         variable_type = nnx.variable_type_from_name(collection)
         found = {type(v) for _, v in nnx.to_flat_state(nnx.state(native, variable_type))}
         where = "in this model" if found else "not in this model"
@@ -240,7 +288,7 @@ def migration_rows(linen_variables, linen_update, native):
                 f"`nnx.{variable_type.__name__}` ({where})",
             )
         )
-    rng_types = sorted({type(v).__name__ for _, v in nnx.to_flat_state(nnx.state(native, nnx.RngState))})
+    rng_types = sorted({type(v).__name__ for _, v in random_state})
     rows.append(
         (
             "random streams",
@@ -256,11 +304,19 @@ def migration_rows(linen_variables, linen_update, native):
             f"`model(x)` returns a `{type_name(native(jnp.zeros((1, IN_FEATURES))))}`, writes in place",
         )
     )
+    attributes = mode_attributes(native)
+    # The Linen layers take the same settings as fields, which LinenMLP sets from its argument.
+    fields = sorted({attribute.split("/")[-1] for attribute in attributes})
+    linen_fields = {field.name for layer in (nn.BatchNorm, nn.Dropout) for field in dataclasses.fields(layer)}
+    assert set(fields) <= linen_fields
     rows.append(
         (
             "training or evaluation",
-            "an argument of `__call__`: " + ", ".join(f"`{n}`" for n in linen_mode_arguments()),
-            "attributes set by `.train()`/`.eval()`: " + ", ".join(f"`{a}`" for a in mode_attributes(native)),
+            "in this model, an argument "
+            + names(linen_mode_arguments())
+            + " of `__call__` that the code passes to "
+            + "/".join(f"`{field}`" for field in fields),
+            "attributes set by `.train()`/`.eval()`: " + names(attributes),
         )
     )
     return rows
@@ -279,11 +335,21 @@ def main():
     print("Linen collections:", sorted(linen_vars))
     empty = nnx.bridge.ToNNX(LinenMLP(), rngs=nnx.Rngs(params=0, dropout=1))
     print("variables before lazy_init:", len(nnx.to_flat_state(nnx.state(empty, nnx.Not(nnx.RngState)))))
-    bridged = bridge_linen(x)
+    rngs = nnx.Rngs(params=0, dropout=1)
+    bridged = nnx.bridge.ToNNX(LinenMLP(), rngs=rngs).lazy_init(x, train=False)  # what bridge_linen does
     for path, variable in nnx.to_flat_state(nnx.state(bridged)):
         print(f"bridged {slash(path)}: {type(variable).__name__} {tuple(variable.shape)}")
-    for collection in sorted(linen_vars):
-        print(f"variable_type_from_name({collection!r}): {nnx.variable_type_from_name(collection).__name__}")
+    print("to_nnx__rngs is the Rngs given:", bridged.to_nnx__rngs is rngs)
+    print("keys drawn from the Rngs given:", {name: int(stream.count[...]) for name, stream in rngs.items()})
+    for collection in REGISTERED:
+        variable_type = nnx.variable_type_from_name(collection)
+        back = nnx.variable_name_from_type(variable_type)
+        print(f"registry: {collection!r} -> {variable_type.__name__} -> {back!r}")
+    for variable_type in [nnx.Param, SubParam, Count, nnx.RngKey]:
+        print(
+            f"variable_name_from_type({variable_type.__name__}):",
+            lookup(nnx.variable_name_from_type, variable_type),
+        )
     back = as_linen_variables(nnx.state(bridged, nnx.Not(nnx.RngState)))
     print("bridged state in Linen layout:", {c: sorted(t) for c, t in sorted(back.items())})
     linen_out = LinenMLP().apply(back, x, train=False)
@@ -292,19 +358,41 @@ def main():
         bridged(x, train=True)
     except ModifyScopeVariableError as error:
         print("train=True without mutable raises:", type(error).__name__)
-    mean_before = bridged.BatchNorm_0["mean"][...]
+    mean_variable = bridged.BatchNorm_0["mean"]
+    state_before = nnx.state(bridged)
     counts_before = stream_counts(bridged)
     first = bridged(x, train=True, mutable=["batch_stats"])
     second = bridged(x, train=True, mutable=["batch_stats"])
-    mean_after = bridged.BatchNorm_0["mean"][...]
+    new_mean = bridged.BatchNorm_0["mean"][...]
     print("train call with mutable returns:", type_name(first))
-    print("mutable=['batch_stats'] updates the object:", not bool(jnp.array_equal(mean_before, mean_after)))
+    print(
+        "mutable=['batch_stats'] changes the running mean:",
+        not bool(jnp.array_equal(mean_variable[...], new_mean)),
+    )
+    print("  the same Variable object:", bridged.BatchNorm_0["mean"] is mean_variable)
+    print(
+        "  the state taken before has the new mean:",
+        bool(jnp.array_equal(state_before["BatchNorm_0"]["mean"][...], new_mean)),
+    )
     print("two train calls differ (new dropout keys):", not bool(jnp.array_equal(first, second)))
     print(f"stream counts: {counts_before} -> {stream_counts(bridged)}")
+    reference = MLP(nnx.Rngs(params=0, dropout=1))
+    reference_mean = reference.norm.mean
+    before = reference_mean[...]
+    reference(x)  # a new NNX module is in training mode: BatchNorm writes into its variables
+    print(
+        "native BatchNorm: the same Variable object:",
+        reference.norm.mean is reference_mean,
+        "changed:",
+        not bool(jnp.array_equal(before, reference_mean[...])),
+    )
     optimizer = nnx.Optimizer(bridged, optax.adam(LEARNING_RATE), wrt=nnx.Param)
+    mean_before = bridged.BatchNorm_0["mean"][...]
     losses = [float(bridged_train_step(bridged, optimizer, x, y)) for _ in range(5)]
     print("bridged loss under nnx.jit:", " ".join(f"{loss:.4f}" for loss in losses))
     print("optimizer moments for:", sorted(optimizer.opt_state[0].mu))
+    mean_after = bridged.BatchNorm_0["mean"][...]
+    print("running mean moved by the jitted steps:", not bool(jnp.array_equal(mean_before, mean_after)))
 
     print("== Linen checkpoint into native NNX ==")
     trained = train_linen(x, y)
@@ -351,11 +439,15 @@ def main():
     variables = wrapped.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x)
     shapes = jax.tree.map(jnp.shape, variables)
     print("ToLinen collections:", {c: sorted(t) for c, t in sorted(shapes.items())})
+    print("running mean from init, all zeros:", bool((variables["batch_stats"]["norm"]["mean"] == 0).all()))
     bare = [wrapped.apply(variables, x) for _ in range(2)]
     print("apply without rngs or mutable returns:", type_name(bare[0]))
     print("  twice, equal outputs:", bool(jnp.array_equal(*bare)))
     keyed = wrapped.apply(variables, x, rngs={"dropout": jax.random.key(2)})
     print("  differs from apply with a dropout key:", not bool(jnp.array_equal(bare[0], keyed)))
+    seeded = MLP(nnx.Rngs(default=0))  # what the wrapper builds when apply is given no key
+    nnx.update(seeded, variables["params"], variables["batch_stats"])
+    print("  equal to MLP(nnx.Rngs(default=0)) in training mode:", bool(jnp.array_equal(bare[0], seeded(x))))
     out, updates = wrapped.apply(variables, x, mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
     old_mean, new_mean = variables["batch_stats"]["norm"]["mean"], updates["batch_stats"]["norm"]["mean"]
     print("apply with mutable returns updates for:", sorted(updates))
@@ -372,6 +464,22 @@ def main():
     nnx.update(twin, variables["params"], variables["batch_stats"])
     twin.eval()
     print("ToLinen eval vs native NNX with the same variables, max |diff|:", max_diff(eval_out, twin(x)))
+
+    print("== Unregistered collections and types ==")
+    print("before: 'counter' ->", lookup(nnx.variable_type_from_name, "counter"), end="; ")
+    print("Count ->", lookup(nnx.variable_name_from_type, Count))
+    counted = nnx.bridge.ToNNX(LinenCounting(), rngs=nnx.Rngs(0)).lazy_init(x)
+    counter_type = type(counted.calls)
+    print(
+        "ToNNX: 'counter' ->",
+        counter_type.__name__,
+        "a subclass of",
+        [base.__name__ for base in counter_type.__bases__],
+    )
+    linen_counting = nnx.bridge.to_linen(NNXCounting).init(jax.random.key(0), x)
+    print("ToLinen collections:", sorted(linen_counting))
+    print("after: 'counter' ->", lookup(nnx.variable_type_from_name, "counter"), end="; ")
+    print("Count ->", lookup(nnx.variable_name_from_type, Count))
 
     print("== Migration table ==")
     linen_update = LinenMLP().apply(

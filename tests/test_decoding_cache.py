@@ -36,6 +36,7 @@ def literal_after(label, text):
 def test_pytorch_cache_is_returned_and_grows():
     text = out("PyTorch")
     assert literal_after("cache shape by step:", text) == [(2, 2, t, 4) for t in range(1, 9)]
+    assert "state_dict entries: 12" in text
     assert "cache in state_dict: False" in text
     (diff,) = floats_after("max |stepwise - full|:", text)
     assert diff <= TOLERANCE
@@ -44,6 +45,7 @@ def test_pytorch_cache_is_returned_and_grows():
 def test_linen_cache_collection_fixed_size_index_advances():
     text = out("Linen")
     assert "collections of init(decode=True): ['cache', 'params']" in text
+    assert "MultiHeadDotProductAttention has init_cache: False" in text
     assert (
         "cache: {'attn': {'cache_index': (), 'cached_key': (2, 8, 2, 4), 'cached_value': (2, 8, 2, 4)}}"
         in text
@@ -72,12 +74,23 @@ def test_nnx_cache_variables_fixed_size_index_advances():
     assert "split into Param, Cache, rest: 12 3 0" in text
 
 
-def test_three_ways_nnx_decoding_goes_wrong():
+def test_a_growing_cache_is_traced_at_every_step():
+    text = out("Why a fixed size")
+    assert "growing cache, append traced: 8 time(s) for 8 tokens, final shape (2, 8, 2, 4)" in text
+
+
+def test_two_silent_caller_mistakes_and_a_view_limitation():
     text = out("Where it goes wrong")
-    assert "past the end: no error, cache_index 9 slots overwritten [7]" in text
+    assert "past the end, NNX: no error, cache_index 9 slots overwritten [7]" in text
+    assert "past the end, Linen: no error, cache_index 9 slots overwritten [7]" in text, "the same in Linen"
+    assert "nnx.Embed at position 8, all NaN: True" in text
+    assert "torch.nn.Embedding at position 8 raises: IndexError" in text
     assert floats_after("is_causal=True, full pass vs mask:", text) == [0.0]
     (wrong,) = floats_after("is_causal=True, decoding vs full:", text)
     assert wrong > 0.1
+    assert "PyTorch is_causal=True, 1 query over 8 keys, gives key 0's value: True" in text
+    for name in ["cached_key", "cached_value", "cache_index"]:
+        assert f"fresh attn has {name}: True value: None" in text
     assert "nnx.view(decode=True, ...): decode True cached_key is None: True" in text
     assert "calling the view raises: ValueError Autoregressive cache not initialized" in text
 
@@ -115,6 +128,11 @@ def test_stepwise_equals_full_on_other_data_and_weights(script, seed):
 # -- The rendered page -------------------------------------------------------------------------
 
 
+def page_text(site):
+    """The page's text on one line, with the typographic apostrophes that MyST renders made plain."""
+    return " ".join(site.soup(PAGE).get_text().replace("\u2019", "'").split())
+
+
 def test_page_has_three_framework_tab_sets(site):
     tab_sets = site.soup(PAGE).select("div.sd-tab-set.framework-tabs")
     assert len(tab_sets) == 3
@@ -141,8 +159,10 @@ def test_page_decoding_loops_match_the_full_pass(site):
     ]
     for panel in (torch_panel, linen_panel, nnx_panel):
         (diff,) = floats_after("max |stepwise - full|:", panel)
-        assert 0 < diff <= TOLERANCE, "within the tolerance, and not bit-identical, as the page says"
-    assert "TOLERANCE = 1e-5" in site.soup(PAGE).get_text()
+        assert 0 < diff <= TOLERANCE, "within the tolerance, and here not bit-identical, as the page says"
+    text = site.soup(PAGE).get_text()
+    assert "TOLERANCE = 1e-5" in text
+    assert "Here they are not equal to the last bit" in text, "the page says it of this build's outputs"
 
 
 def test_page_same_weights_in_linen_and_nnx(site):
@@ -150,9 +170,14 @@ def test_page_same_weights_in_linen_and_nnx(site):
     assert floats_after("NNX with Linen's parameters, max |NNX - Linen|:", text) == [0.0]
     _, linen_panel, _ = panels(site, 0)
     assert "collections: ['cache', 'params']" in linen_panel
+    assert "MultiHeadDotProductAttention has init_cache: False" in linen_panel
+    text = page_text(site)
+    assert "Linen's attention has no init_cache" in text
 
 
 def test_page_steps_traced_once(site):
+    growing = site.output_with(PAGE, "append traced:")
+    assert "append traced: 8 time(s) for 8 tokens, final shape (2, 8, 2, 4)" in growing
     text = site.output_with(PAGE, "linen_step traced:")
     assert "linen_step traced: 1 time(s) for 8 tokens" in text
     assert "nnx_step traced:   1 time(s) for 8 tokens" in text
@@ -160,6 +185,7 @@ def test_page_steps_traced_once(site):
 
 def test_page_where_the_cache_lives(site):
     torch_panel, linen_panel, nnx_panel = panels(site, 2)
+    assert "state_dict entries: 12" in torch_panel
     assert "any cache among them: False" in torch_panel
     assert "the caller holds: tuple of [(2, 2, 8, 4), (2, 2, 8, 4)]" in torch_panel
     shapes = "{'attn': {'cache_index': (), 'cached_key': (2, 8, 2, 4), 'cached_value': (2, 8, 2, 4)}}"
@@ -174,23 +200,43 @@ def test_page_where_the_cache_lives(site):
 def test_page_errors(site):
     cells = site.soup(PAGE).select("div.cell.tag_raises-exception")
     texts = [cell.get_text() for cell in cells]
-    assert len(texts) == 2
+    assert len(texts) == 3
     assert 'ModifyScopeVariableError: Cannot update variable "cached_key"' in texts[0]
     assert 'collection "cache" is immutable' in texts[0]
-    assert "ValueError: Autoregressive cache not initialized" in texts[1]
+    assert "IndexError" in texts[1] and "index out of range in self" in texts[1], "PyTorch's Embedding raises"
+    assert "ValueError: Autoregressive cache not initialized" in texts[2]
 
 
 def test_page_where_it_goes_wrong(site):
-    past = site.output_with(PAGE, "positions overwritten:")
-    assert "cache_index: 9" in past and "positions overwritten: [7]" in past
+    past = site.output_with(PAGE, "positions overwritten:").split("\n")
+    assert [line.split() for line in past if line] == [
+        ["NNX", "cache_index:", "9", "positions", "overwritten:", "[7]"],
+        ["Linen", "cache_index:", "9", "positions", "overwritten:", "[7]"],
+    ]
+    embed = site.output_with(PAGE, "nnx.Embed, position 8:")
+    assert re.search(r"nnx\.Embed, position 8: \[\[nan( nan){7}\]\]", embed)
     causal = site.output_with(PAGE, "is_causal vs mask")
     assert floats_after("full pass, is_causal vs mask, max |diff|:", causal) == [0.0]
     (wrong,) = floats_after("decoding with is_causal=True vs full, max |diff|:", causal)
     assert wrong > 0.1
     assert "first step still right: True" in causal
+    torch_causal = site.output_with(PAGE, "1 query over 8 keys")
+    assert "PyTorch, 1 query over 8 keys, is_causal=True gives key 0's value: True" in torch_causal
     view = site.output_with(PAGE, "hasattr(cached_key):")
-    assert "hasattr(cached_key): True  value: None" in view
+    for name in ["cached_key", "cached_value", "cache_index"]:
+        assert f"hasattr({name}): True  value: None" in view
     assert "view: decode True  cached_key None" in view
+    text = page_text(site)
+    assert (
+        "Two mistakes a caller can make fail silently, and the first is the same in Linen as in NNX" in text
+    )
+    assert "The 9th token is given position 0 again" in text
+    for wrong in [
+        "Three mistakes with NNX's cache",
+        "the longest sequence the model accepts",
+        "third kind of",
+    ]:
+        assert wrong not in text
 
 
 def test_page_exercise(site):

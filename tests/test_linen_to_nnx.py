@@ -1,6 +1,8 @@
 """The claims of docs/linen-to-nnx.md, checked in its script and in the rendered page."""
 
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -46,17 +48,56 @@ def test_tonnx_drops_the_collection_from_the_path_and_makes_it_the_type():
         "bridged to_nnx__rngs/params/count: RngCount ()",
     ]:
         assert line in text
-    assert "variable_type_from_name('batch_stats'): BatchStat" in text
-    assert "variable_type_from_name('params'): Param" in text
+    registry = [line for line in text.splitlines() if line.startswith("registry: ")]
+    assert registry == [
+        "registry: 'params' -> Param -> 'params'",
+        "registry: 'batch_stats' -> BatchStat -> 'batch_stats'",
+        "registry: 'cache' -> Cache -> 'cache'",
+        "registry: 'intermediates' -> Intermediate -> 'intermediates'",
+        "registry: 'perturbations' -> Perturbation -> 'perturbations'",
+    ]
     assert "bridged state in Linen layout: {'batch_stats': ['BatchNorm_0'], 'params':" in text
     assert floats_after("ToNNX eval output vs Linen apply, max |diff|:", text) == [0.0]
 
 
-def test_tonnx_training_needs_mutable_and_writes_in_place():
+def test_registry_has_five_names_at_import():
+    """The page says Flax registers five names when imported: read the registry in a fresh interpreter."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from flax.nnx import variablelib; print(sorted(variablelib.VariableTypeCache))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "['batch_stats', 'cache', 'intermediates', 'params', 'perturbations']"
+
+
+def test_tonnx_keeps_a_fork_of_the_rngs():
+    text = out("ToNNX")
+    assert "to_nnx__rngs is the Rngs given: False" in text
+    assert "keys drawn from the Rngs given: {'params': 1, 'dropout': 1}" in text, (
+        "fork() draws one key a stream"
+    )
+
+
+def test_registry_lookups_compare_exact_types():
+    text = out("ToNNX")
+    assert "variable_name_from_type(Param): 'params'" in text
+    for name in ["SubParam", "Count", "RngKey"]:
+        assert f"variable_name_from_type({name}): ValueError" in text
+
+
+def test_tonnx_training_needs_mutable_and_replaces_the_variables():
     text = out("ToNNX")
     assert "train=True without mutable raises: ModifyScopeVariableError" in text
     assert "train call with mutable returns: jax.Array" in text
-    assert "mutable=['batch_stats'] updates the object: True" in text
+    assert "mutable=['batch_stats'] changes the running mean: True" in text
+    assert "  the same Variable object: False" in text, "ToNNX stores new Variable objects"
+    assert "  the state taken before has the new mean: False" in text
+    assert "native BatchNorm: the same Variable object: True changed: True" in text, "NNX writes in place"
     assert "two train calls differ (new dropout keys): True" in text
     assert "stream counts: {'dropout': 3, 'params': 3} -> {'dropout': 5, 'params': 5}" in text, (
         "every call draws one key from every stream"
@@ -68,6 +109,7 @@ def test_tonnx_trains_under_nnx_jit():
     losses = [float(v) for v in text.split("bridged loss under nnx.jit:")[1].split("\n")[0].split()]
     assert len(losses) == 5 and all(b < a for a, b in zip(losses, losses[1:], strict=False))
     assert "optimizer moments for: ['BatchNorm_0', 'Dense_0', 'Dense_1']" in text
+    assert "running mean moved by the jitted steps: True" in text
 
 
 def test_linen_checkpoint_loads_into_native_nnx_and_agrees_by_outputs():
@@ -93,14 +135,41 @@ def test_tolinen_keeps_collections_not_the_object_nor_its_rngs():
     text = out("ToLinen")
     assert "init with one key raises: KeyError \"No RngStream named 'dropout' found in Rngs.\"" in text
     assert "ToLinen collections: {'batch_stats': ['norm'], 'params': ['dense1', 'dense2', 'norm']}" in text
+    assert "running mean from init, all zeros: True" in text, "init reads the variables before its call"
     assert "apply without rngs or mutable returns: jax.Array" in text
     assert "  twice, equal outputs: True" in text
     assert "  differs from apply with a dropout key: True" in text
+    assert "  equal to MLP(nnx.Rngs(default=0)) in training mode: True" in text
     assert "apply with mutable returns updates for: ['batch_stats']" in text
     assert "  batch_stats changed: True" in text
     assert "objects built by init and 5 applies: 6" in text
     assert "nnx.view: True True; original: False False; same Variable objects: True" in text
     assert floats_after("ToLinen eval vs native NNX with the same variables, max |diff|:", text) == [0.0]
+
+
+def test_unregistered_collections_and_types_are_registered_by_the_wrappers():
+    text = out("Unregistered collections and types")
+    assert "before: 'counter' -> ValueError; Count -> ValueError" in text
+    assert "ToNNX: 'counter' -> counter a subclass of ['Variable']" in text
+    assert "ToLinen collections: ['Count', 'params']" in text
+    assert "after: 'counter' -> counter; Count -> 'Count'" in text
+
+
+def test_tolinen_docstring_says_once_the_code_builds_at_every_call():
+    """The page quotes the docstring against the count of objects built (6 for 1 init and 5 applies)."""
+    assert "we only create it once during init time" in " ".join(nnx.bridge.ToLinen.__doc__.split())
+    assert "objects built by init and 5 applies: 6" in out("ToLinen")
+
+
+def test_tolinen_init_keeps_the_state_from_before_its_call(script):
+    """A training-mode init computes BatchNorm's update and drops it; the next apply keeps it."""
+    x, _ = script.make_data()
+    wrapped = nnx.bridge.to_linen(script.MLP)
+    keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+    variables = wrapped.init(keys, x)
+    _, updates = wrapped.apply(variables, x, mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
+    assert bool((variables["batch_stats"]["norm"]["mean"] == 0).all())
+    assert not bool((updates["batch_stats"]["norm"]["mean"] == 0).all())
 
 
 def test_migration_table_rows():
@@ -109,9 +178,14 @@ def test_migration_table_rows():
     assert "collection `batch_stats` | `variables['batch_stats']` | `nnx.BatchStat` (in this model)" in text
     assert "collection `cache` | `variables['cache']` | `nnx.Cache` (not in this model)" in text
     assert "collection `intermediates` | `variables['intermediates']` | `nnx.Intermediate`" in text
+    assert "collection `perturbations` | `variables['perturbations']` | `nnx.Perturbation` (not in" in text
+    assert "`MLP(rngs)` holds 8 variables (plus 2 `RngState`) when built" in text
     assert "in none of `batch_stats`, `params` | stored in the model: `nnx.RngCount`, `nnx.RngKey`" in text
     assert "returns `(jax.Array, dict)` | `model(x)` returns a `jax.Array`, writes in place" in text
-    mode = "`train` | attributes set by `.train()`/`.eval()`: "
+    mode = (
+        "training or evaluation | in this model, an argument `train` of `__call__` that the code passes to "
+        "`deterministic`/`use_running_average` | attributes set by `.train()`/`.eval()`: "
+    )
     assert mode + "`dropout/deterministic`, `norm/use_running_average`" in text
 
 
@@ -147,12 +221,18 @@ def test_written_back_layout_is_what_tolinen_produces(script):
 # -- The rendered page -------------------------------------------------------------------------
 
 
+def page_text(site):
+    """The page's text on one line, with the typographic apostrophes that MyST renders made plain."""
+    return " ".join(site.soup(PAGE).get_text().replace("\u2019", "'").split())
+
+
 def test_page_shows_both_layouts_side_by_side(site):
     tab_sets = site.soup(PAGE).select("div.sd-tab-set.framework-tabs")
     assert len(tab_sets) == 2
     for tab_set in tab_sets:
         labels = [label.get_text(strip=True) for label in tab_set.select("label.sd-tab-label")]
         assert labels == ["Flax Linen", "Flax NNX"]
+        assert "side-by-side" in tab_set["class"], "two frameworks to read across"
     linen, native = (panel.get_text() for panel in tab_sets[0].select("div.sd-tab-content"))
     assert re.search(r"params/Dense_0/kernel\s+\(4, 16\)", linen)
     assert re.search(r"batch_stats/BatchNorm_0/mean\s+\(16,\)", linen)
@@ -181,7 +261,24 @@ def test_page_tonnx_state_and_registry(site):
         *"'batch_stats' -> nnx.BatchStat -> 'batch_stats'".split(),
         *"'cache' -> nnx.Cache -> 'cache'".split(),
         *"'intermediates' -> nnx.Intermediate -> 'intermediates'".split(),
+        *"'perturbations' -> nnx.Perturbation -> 'perturbations'".split(),
     ]
+    assert "Flax registers five names when it is imported" in site.soup(PAGE).get_text()
+    rngs = site.output_with(PAGE, "to_nnx__rngs is the Rngs given:")
+    assert "to_nnx__rngs is the Rngs given: False" in rngs
+    assert "keys drawn from the Rngs given: {'params': 1, 'dropout': 1}" in rngs
+    exact = site.output_with(PAGE, "SubParam  -> not in the registry").split("\n")
+    assert [line.split() for line in exact if line] == [
+        ["Param", "->", "'params'"],
+        ["SubParam", "->", "not", "in", "the", "registry"],
+        ["Count", "->", "not", "in", "the", "registry"],
+        ["RngKey", "->", "not", "in", "the", "registry"],
+    ]
+    (error,) = [
+        c for c in site.soup(PAGE).select("div.cell.tag_raises-exception") if "SubParam" in c.get_text()
+    ]
+    assert "ValueError" in error.get_text()
+    assert "Type <class '__main__.SubParam'> is not registered in the registry" in error.get_text()
     back = site.output_with(PAGE, "ToNNX vs Linen apply")
     assert floats_after("ToNNX vs Linen apply, max |diff|:", back) == [0.0]
 
@@ -193,7 +290,10 @@ def test_page_tonnx_training_calls(site):
     assert 'collection "batch_stats" is immutable' in cell.get_text()
     calls = site.output_with(PAGE, "two training calls differ")
     assert "the call returns: jax.Array" in calls
-    assert "running mean changed in place: True" in calls
+    assert "running mean changed: True" in calls
+    assert "the same Variable object: False" in calls
+    assert "the state taken before has the new mean: False" in calls
+    assert "native BatchNorm, the same Variable object: True  changed: True" in calls
     assert "two training calls differ: True" in calls
     assert "before: {'dropout': 3, 'params': 3}  after: {'dropout': 5, 'params': 5}" in calls
     training = site.output_with(PAGE, "Adam's moments for:")
@@ -203,6 +303,7 @@ def test_page_tonnx_training_calls(site):
     ]
     assert page_losses == script_losses, "the same seeds and calls as the script"
     assert "Adam's moments for: ['BatchNorm_0', 'Dense_0', 'Dense_1']" in training
+    assert "running mean moved by the steps: True" in training
 
 
 def test_page_checkpoint_loads_and_agrees(site):
@@ -233,14 +334,42 @@ def test_page_tolinen(site):
     assert "No RngStream named 'dropout' found in Rngs." in cell.get_text()
     text = site.output_with(PAGE, "collections: {'batch_stats': ['norm']")
     assert "'params': ['dense1', 'dense2', 'norm']" in text
+    assert "running mean from init, all zeros: True" in text
     bare = site.output_with(PAGE, "apply returns only:")
     assert "apply returns only: jax.Array" in bare
     assert "two calls, equal outputs: True" in bare
     assert "equal to a call with a dropout key: False" in bare
+    assert "equal to MLP(nnx.Rngs(default=0)) in training mode: True" in bare
     assert "running mean changed: True" in site.output_with(PAGE, "updates for: ['batch_stats']")
     built = site.output_with(PAGE, "objects built by 1 init and 5 applies:")
     assert floats_after("objects built by 1 init and 5 applies:", built) == [6.0]
     assert floats_after("ToLinen vs native NNX with the same variables, max |diff|:", built) == [0.0]
+
+
+def test_page_unregistered_collections_and_types(site):
+    text = site.output_with(PAGE, "ToLinen collections:").split("\n")
+    assert [line.split() for line in text if line] == [
+        ["before:", "'counter'", "->", "not", "registered", "Count", "->", "not", "registered"],
+        ["ToNNX:", "'counter'", "->", "counter", "a", "subclass", "of", "['Variable']"],
+        ["ToLinen", "collections:", "['Count',", "'params']"],
+        ["after:", "'counter'", "->", "counter", "Count", "->", "'Count'"],
+    ]
+
+
+def test_page_corrected_wording(site):
+    """Sentences an earlier review found too broad, in their corrected form."""
+    text = page_text(site)
+    assert "which the names alone do not give" in text
+    assert "an nnx.Rngs made from the keys" in text
+    assert "At init it builds the object and reads its variables out before calling it" in text
+    assert (
+        "without a dropout key the mask is fixed, without mutable the new running averages are dropped"
+        in text
+    )
+    assert "as_linen_variables, using nnx.variable_name_from_type, writes an NNX state back" in text
+    assert "mechanical for the types in the registry" in text
+    for wrong in ["no library can guess", "made of the keys", "running mean changed in place"]:
+        assert wrong not in text
 
 
 def test_page_migration_table_is_rendered_from_the_objects(site):
@@ -255,6 +384,7 @@ def test_page_migration_table_is_rendered_from_the_objects(site):
         "collection params",
         "collection cache",
         "collection intermediates",
+        "collection perturbations",
         "random streams",
         "updating state",
         "training or evaluation",
@@ -264,6 +394,11 @@ def test_page_migration_table_is_rendered_from_the_objects(site):
     assert by_concept["collection batch_stats"][1] == "nnx.BatchStat (in this model)"
     assert by_concept["collection cache"][1] == "nnx.Cache (not in this model)"
     assert by_concept["collection intermediates"][1] == "nnx.Intermediate (not in this model)"
+    assert by_concept["collection perturbations"][1] == "nnx.Perturbation (not in this model)"
+    assert by_concept["training or evaluation"][0] == (
+        "in this model, an argument train of __call__ that the code passes to "
+        "deterministic / use_running_average"
+    )
     assert by_concept["random streams"][1] == "stored in the model: nnx.RngCount , nnx.RngKey"
     assert by_concept["updating state"] == [
         "apply(..., mutable=[...]) returns (jax.Array, dict)",
@@ -273,7 +408,9 @@ def test_page_migration_table_is_rendered_from_the_objects(site):
     assert by_concept["creating the variables"][0] == "init(key, x) returns a dict of batch_stats , params"
     assert "dropout/deterministic" in by_concept["training or evaluation"][1]
     assert "norm/use_running_average" in by_concept["training or evaluation"][1]
-    assert by_concept["creating the variables"][1] == "MLP(rngs) holds 8 variables when built"
+    assert (
+        by_concept["creating the variables"][1] == "MLP(rngs) holds 8 variables (plus 2 RngState ) when built"
+    )
 
 
 def test_page_exercise(site):
