@@ -1,5 +1,6 @@
 """Sphinx configuration for the site; the pages live in docs/ (sphinx-build -c . docs ...)."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,8 +12,10 @@ sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 project = "Model state in JAX, Flax and PyTorch"
 author = "The project's contributors"
 copyright = "2026, the project's contributors"
-# The GitHub repository: every link to it (edit, issues, Colab notebooks) is derived from this name.
-REPOSITORY = "state-guide/model-state"
+# The GitHub repository: every link to it (edit, issues, source, Colab notebooks) is derived from this
+# name. In GitHub Actions, the repository the workflow runs in (GITHUB_REPOSITORY: a fork, or this one
+# after a move), so that the site it publishes links to itself; elsewhere, this project's.
+REPOSITORY = os.environ.get("GITHUB_REPOSITORY") or "state-guide/model-state"
 BRANCH = "main"
 # The deploy workflow publishes each page's generated notebook there (.github/workflows/deploy.yml).
 NOTEBOOKS_BRANCH = "notebooks"
@@ -30,6 +33,7 @@ extensions = [
     "page_rules",  # house rules: no unexecuted Python block, a label on every page, no .ipynb
     "page_description",  # every page has its own meta description
     "execution_footer",  # each executed page says when its outputs were produced, and with what
+    "execution_table",  # the status page's execution table says "ok" or "failed", in words, not emoji
     "reader_notebooks",  # each page as a notebook to download or open in Colab, with an install cell
     "hidden_cells",  # a hidden cell's toggle is named by its prompt ("Show the solution")
     "lesson_sequence",  # "Previous" and "Next" stay within the guide, and within the contributors' pages

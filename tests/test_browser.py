@@ -3,12 +3,19 @@
 Every page: no console error and no failed request, no horizontal scrolling on a 375 px wide phone, no
 serious or critical axe-core violation in the light and the dark theme, and code and outputs that meet
 WCAG AA contrast in the dark theme; a first visit under its weight budget. Across the site: search,
-the framework tabs, the dark-mode toggle and the copy button.
+the framework tabs, the dark-mode toggle and the copy button; and every HTML file is valid HTML (the Nu
+HTML Checker).
 
-Needs Debian's Chromium (or the browser at $CHROMIUM) and ``npm ci`` (axe-core); `.ci/run` installs both.
+Needs Debian's Chromium (or the browser at $CHROMIUM) and ``npm ci`` (axe-core, vnu-jar); `.ci/run`
+installs both. The HTML checker runs on the machine's Java (11 or later).
 """
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from bs4 import BeautifulSoup
@@ -17,6 +24,7 @@ from conftest import PAGES, ROOT
 from playwright.sync_api import sync_playwright
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+VNU = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 # What a first visit may transfer; a page with a plot or an interactive tree carries its image or script.
@@ -118,6 +126,33 @@ CONTRAST = """() => {
 }"""
 
 
+def test_every_html_file_of_the_site_is_valid_html(site):
+    """The Nu HTML Checker finds no error in any HTML file of the built site, with nothing filtered out:
+    every page, and any other file that ends in .html (a theme's unrendered Jinja template, which
+    light_assets deletes, would be one, with errors). Its warnings and notes are not errors: not counted."""
+    java = shutil.which("java")
+    if java is None:
+        pytest.fail("no Java for the Nu HTML Checker: apt-get install default-jre-headless (or any Java 11+)")
+    if not VNU.is_file():
+        pytest.fail(f"no {VNU.relative_to(ROOT)}: run `npm ci` at the repository's root")
+    files = sorted(site.html.glob("**/*.html"))
+    checked = {path.relative_to(site.html).as_posix() for path in files}
+    assert {f"{docname}.html" for docname in [*PAGES, "search"]} <= checked
+    command = [java, "-jar", str(VNU), "--format", "json", *map(str, files)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    try:
+        messages = json.loads(done.stderr)["messages"]  # vnu.jar writes its report to stderr
+    except ValueError:
+        pytest.fail(f"vnu.jar did not report (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+    errors = [
+        f"{os.path.relpath(unquote(message.get('url', '').removeprefix('file:')), site.html)}:"
+        f"{message.get('lastLine', '?')}: {message['message']}"
+        for message in messages
+        if message["type"] in {"error", "non-document-error"}
+    ]
+    assert not errors, f"{len(errors)} errors, the first: " + "\n".join(errors[:20])
+
+
 @pytest.mark.parametrize("docname", [*PAGES, "search"])
 def test_page_loads_without_errors_or_failed_requests(browser, served_site, docname):
     page, problems = visit(browser, served_site + f"{docname}.html")
@@ -153,7 +188,7 @@ def test_code_and_outputs_meet_aa_contrast_in_dark_mode(browser, served_site, si
     assert result["checked"] > 0 or not has_code  # the check saw the page's code
 
 
-@pytest.mark.parametrize("docname", PAGES)
+@pytest.mark.parametrize("docname", [*PAGES, "search"])
 def test_a_first_visit_is_light(browser, served_site, site, docname):
     page = new_page(browser)
     responses = []
@@ -173,6 +208,133 @@ def test_search_lists_the_jax_state_page_first(browser, served_site):
     first = page.locator("#search-results ul.search li a").first.get_attribute("href")
     page.context.close()
     assert first.split("?")[0].split("#")[0] == "jax-state.html"
+    assert problems == []
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["375px", "1280px"])
+def test_the_search_fields_magnifier_leaves_the_query_uncovered(browser, served_site, viewport):
+    """The search page's field and the Ctrl+K dialog's: the magnifier ends before the input's text starts
+    (the <i> the theme places absolutely, for a script light_assets drops: see docs/_static/reader.css)."""
+    measure = """(form) => {
+      const icon = form.querySelector(".fa-magnifying-glass").getBoundingClientRect();
+      const input = form.querySelector("input");
+      const style = getComputedStyle(input);
+      const text = input.getBoundingClientRect().left + parseFloat(style.borderLeftWidth)
+                   + parseFloat(style.paddingLeft);
+      return {icon: [icon.left, icon.right], text, value: input.value};
+    }"""
+    page, problems = visit(browser, served_site + "search.html", viewport=viewport)
+    field = page.locator(".bd-search-container form.bd-search")
+    field.locator("input").fill("batch_stats")
+    on_the_page = field.evaluate(measure)
+    page.goto(served_site + "jax-state.html", wait_until="networkidle")
+    page.keyboard.press("Control+k")
+    dialog = page.locator("#pst-search-dialog form.bd-search")
+    dialog.wait_for(state="visible")
+    dialog.locator("input").fill("batch_stats")
+    in_the_dialog = dialog.evaluate(measure)
+    page.context.close()
+    for found in [on_the_page, in_the_dialog]:
+        left, right = found["icon"]
+        assert found["value"] == "batch_stats" and right > left, found
+        assert right <= found["text"], f"the icon covers the query's first letter: {found}"
+    assert problems == []
+
+
+# A search result's section in its page: the prose (paragraphs and list items, not in a code cell or an
+# output) that holds a term, and the text of the page's code cells and outputs.
+SECTION_PROSE = """([hash, term]) => {
+  const section = document.getElementById(decodeURIComponent(hash.slice(1)))?.closest("section");
+  const prose = [...(section ? section.querySelectorAll("p, li") : [])]
+    .filter((block) => !block.closest(".cell, div.highlight, pre, .expected-error"))
+    .map((block) => block.textContent.replace(/\\s+/g, " ").trim())
+    .filter((text) => text.toLowerCase().includes(term.toLowerCase()));
+  const code = [...document.querySelectorAll("article .cell, article div.highlight")]
+    .map((block) => block.textContent.replace(/\\s+/g, " "));
+  return {prose, code};
+}"""
+
+
+@pytest.mark.parametrize("term", ["batch_stats", "donate"])
+def test_a_search_result_leads_to_the_section_that_teaches_the_term(browser, served_site, term):
+    """docs/_static/search-sections.js: the first result links to the section whose prose holds the term
+    first, and its snippet is that prose, not code."""
+    page, problems = visit(browser, served_site + f"search.html?q={term}")
+    first = page.locator("#search-results ul.search li").first
+    first.locator("p.context").wait_for(timeout=15_000)
+    href = first.locator("a").get_attribute("href")
+    snippet = first.locator("p.context").inner_text().strip()
+    assert "#" in href, f"the result leads to the page, not a section: {href}"
+    page.goto(served_site + href, wait_until="networkidle")
+    found = page.evaluate(SECTION_PROSE, [href[href.index("#") :], term])
+    page.context.close()
+    assert found["prose"], f"no paragraph of {href} holds {term!r}"
+    assert term.lower() in snippet.lower()
+    core = snippet.removeprefix("...").removesuffix("...")
+    assert any(core in text for text in found["prose"]), f"the snippet is not the section's prose: {snippet}"
+    assert not any(core in text for text in found["code"])
+    assert problems == []
+
+
+# A page as search-sections.js gets it: its terms in an admonition, code, an output, and paragraphs.
+SECTIONS_PAGE = """<main role="main"><article>
+<section id="page"><h1>Page<a class="headerlink" href="#page">#</a></h1>
+  <div class="admonition tip"><ul class="simple"><li>what the batch_stats are, in a list</li></ul></div>
+  <div class="cell"><div class="cell_input highlight"><pre>batch_stats = {}</pre></div></div>
+  <section id="taught"><h2>Where it is taught<a class="headerlink" href="#taught">#</a></h2>
+    <div class="cell"><div class="cell_output"><pre>{'batch_stats': 1}</pre></div></div>
+    <p>The <code>batch_stats</code> collection
+       holds running averages.</p>
+  </section>
+  <section id="both"><h2>Both terms</h2><ul><li><p>A donated state, and its batch_stats.</p></li></ul>
+  </section>
+  <section id="code"><h2>Code only</h2><div class="highlight"><pre>jnp.flatnonzero(x)</pre></div></section>
+</section></article></main>"""
+TAUGHT = "The batch_stats collection holds running averages."
+SEARCH_SCRIPTS = ["searchtools.js", "search-sections.js", "language_data.js", "searchindex.js"]
+
+
+def test_search_sections_finds_the_prose_that_holds_the_terms(browser, served_site):
+    """The pure logic of docs/_static/search-sections.js, and its place among the search page's scripts."""
+    page, problems = visit(browser, served_site + "search.html")
+    scripts = page.evaluate("[...document.scripts].filter((s) => s.src).map((s) => [s.src, s.defer])")
+    names = [src.split("/")[-1].split("?")[0] for src, _ in scripts]
+    start = names.index("searchtools.js")
+    assert names[start : start + 4] == SEARCH_SCRIPTS, "it runs after the script it changes, all deferred"
+    assert all(deferred for _, deferred in scripts[start : start + 4])
+    find = """([html, keywords, anchor]) => SearchSections.find(
+      new DOMParser().parseFromString(html, "text/html"), new Set(keywords), anchor)"""
+    both = {"anchor": "#both", "heading": "Both terms", "text": "A donated state, and its batch_stats."}
+    cases = [  # keywords (stemmed, as Sphinx gives them), the section asked for, what is found
+        (["batch_stat"], "", {"anchor": "#taught", "heading": "Where it is taught", "text": TAUGHT}),
+        (["batch_stat", "donat"], "", both),  # more of the terms first
+        (["what"], "", {"anchor": "#page", "heading": None, "text": "what the batch_stats are, in a list"}),
+        (["batch_stat"], "#both", both),  # a result for a section stays in it
+        (["flatnonzero"], "", None),  # only in code: the result keeps Sphinx's link and snippet
+    ]
+    for keywords, anchor, expected in cases:
+        assert page.evaluate(find, [SECTIONS_PAGE, keywords, anchor]) == expected, keywords
+    text = " ".join(f"word{index}" for index in range(60)) + " the donated state " + "tail " * 60
+    snippet = page.evaluate("([text]) => SearchSections.snippet(text, new Set(['donat']))", [text])
+    assert "donated state" in snippet and len(snippet) <= 246, snippet
+    assert snippet.startswith("...") and snippet[3:].split(" ")[0] in text.split(), "from a whole word"
+    assert snippet.endswith("tail..."), "to a whole word"
+    assert page.evaluate("SearchSections.snippet('A short one.', new Set(['short']))") == "A short one."
+    # The summary that Sphinx asks for: from the prose, and the result's link then leads to its section;
+    # where the terms are only in code, Sphinx's own summary, and the link as it was.
+    summary = """async ([html, keywords]) => {
+      const item = document.createElement("li");
+      const link = item.appendChild(document.createElement("a"));
+      [link.href, link.textContent] = ["page.html", "Page"];
+      item.appendChild(Search.makeSearchSummary(html, new Set(keywords), ""));
+      await Promise.resolve();
+      return [link.getAttribute("href"), link.textContent, item.lastChild.textContent];
+    }"""
+    taught = page.evaluate(summary, [SECTIONS_PAGE, ["batch_stat"]])
+    code_only = page.evaluate(summary, [SECTIONS_PAGE, ["flatnonzero"]])
+    page.context.close()
+    assert taught == ["page.html#taught", "Page > Where it is taught", TAUGHT]
+    assert code_only[:2] == ["page.html", "Page"] and "flatnonzero" in code_only[2]
     assert problems == []
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 from conftest import DOCS, FRONT_MATTER
-from framework_tabs import Tab, TabSet, TabTagError, group_tabs
+from docutils import nodes
+from framework_tabs import Tab, TabSet, TabTagError, controls_on_inputs, group_tabs
+from sphinx_design.tabs import sd_tab_input, sd_tab_label
 
 EXT = DOCS / "_ext"
 
@@ -160,6 +162,55 @@ def test_malformed_cells(cells, position, message):
     assert error.value.position == position
 
 
+# -- The panel each tab controls --------------------------------------------------------------------
+
+
+def tab_nodes(*tabs: tuple[str, str | None]) -> nodes.container:
+    """sphinx-design's HTML nodes of a tab-set: for each (input id, panel id or None) an input and its
+    label, the label naming its panel (``aria_controls``) where a panel id is given."""
+    tab_set = nodes.container()
+    for input_id, panel in tabs:
+        tab_set += sd_tab_input("", id=input_id, set_id="sd-tab-set-0", type="radio", checked=False)
+        label = sd_tab_label("", "", nodes.Text(input_id), input_id=input_id)
+        if panel:
+            label["aria_controls"] = panel
+        tab_set += label
+    return tab_set
+
+
+def controls(tree: nodes.Element) -> list[tuple[str, str | None]]:
+    """Each input's and each label's panel, in order: ("input", panel) or ("label", panel)."""
+    return [
+        ("input" if isinstance(node, sd_tab_input) else "label", node.get("aria_controls"))
+        for node in tree.findall(lambda node: isinstance(node, (sd_tab_input, sd_tab_label)))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tree", "expected"),
+    [
+        pytest.param(
+            tab_nodes(("tab-0", "tab-0-content"), ("tab-1", "tab-1-content")),
+            [("input", "tab-0-content"), ("label", None), ("input", "tab-1-content"), ("label", None)],
+            id="each input controls its panel",
+        ),
+        pytest.param(
+            tab_nodes(("tab-0", None), ("tab-1", None)),
+            [("input", None), ("label", None), ("input", None), ("label", None)],
+            id="labels without a panel (an older sphinx-design)",
+        ),
+        pytest.param(
+            sd_tab_label("", "", nodes.Text("alone"), input_id="elsewhere", aria_controls="panel"),
+            [("label", "panel")],
+            id="a label whose input is not in the tree keeps it",
+        ),
+    ],
+)
+def test_the_input_of_each_tab_controls_its_panel_not_the_label(tree, expected):
+    controls_on_inputs(tree)
+    assert controls(tree) == expected
+
+
 # -- Builds ------------------------------------------------------------------------------------------
 
 CONF = f"""\
@@ -224,7 +275,12 @@ def test_build_shows_executed_cells_in_synced_tabs(tmp_path):
         ("framework", "linen"),
     ]
     panels = tab_set.select(":scope > div.sd-tab-content")
-    assert [label["aria-controls"] for label in labels] == [panel["id"] for panel in panels]
+    # The radio input is the control that shows a panel; its label only names it (valid HTML: the Nu
+    # HTML Checker rejects aria-controls on a label of a form control).
+    inputs = tab_set.select(":scope > input[type=radio]")
+    assert [tab_input["aria-controls"] for tab_input in inputs] == [panel["id"] for panel in panels]
+    assert [label["for"] for label in labels] == [tab_input["id"] for tab_input in inputs]
+    assert not tab_set.select("label[aria-controls]")
 
     pytorch, linen = panels
     assert pytorch.select_one(".cell_output").get_text(strip=True) == "output of pytorch"

@@ -12,8 +12,9 @@ import tinycss2
 from css_rules import CSSError, built_name_patterns, drop_unmatched_rules, selector_names, words
 from docutils import nodes
 from execution_footer import footer_text
+from execution_table import marks_in_words
 from fontTools.ttLib import TTFont
-from hidden_cells import name_toggles_by_prompt
+from hidden_cells import name_toggles_by_prompt, prompts_as_phrasing
 from light_assets import (
     bundle_css,
     bundle_name,
@@ -21,6 +22,7 @@ from light_assets import (
     cached_pruned_css,
     cached_subset_font,
     icon_codepoints,
+    is_template,
     plain_token_classes,
     prune_bundles,
     rebase_urls,
@@ -102,13 +104,16 @@ def test_a_page_loses_font_awesome_preloads_and_search_and_defers_its_scripts():
 
 
 def test_the_search_page_keeps_its_search_scripts_deferred_in_order():
-    lighter = strip_assets(HEAD, search_page=True)
+    searchtools = '<script src="_static/searchtools.js"></script>'
+    sections = '<script src="_static/search-sections.js"></script>'  # docs/_templates/search.html adds it
+    lighter = strip_assets(HEAD.replace(searchtools, searchtools + sections), search_page=True)
     assert "fontawesome.js" not in lighter and "preload" not in lighter
     deferred = re.findall(r'<script defer [^>]*src="([^"?]+)', lighter)
     assert deferred == [
         "_static/doctools.js",
         "_static/design-tabs.js",
         "_static/searchtools.js",
+        "_static/search-sections.js",  # after the script whose function it replaces
         "_static/language_data.js",
         "searchindex.js",  # last: it hands the index to searchtools.js
         "_static/scripts/bootstrap.js",
@@ -130,6 +135,21 @@ html[data-theme="dark"] .highlight .n { color: #F8F8F2 } /* Name */
 html[data-theme="dark"] .highlight .p { color: #f8f8f2 } /* Punctuation */
 html[data-theme="dark"] .highlight .nx { color: #ABE338 } /* Name.Other */
 """
+
+
+@pytest.mark.parametrize(
+    ("html", "template"),
+    [
+        ('{% macro head_pre_assets() %}\n<link href="x.css">\n{% endmacro %}', True),
+        ("<script src=\"{{ pathto('_static/x.js', 1) }}\"></script>", True),
+        ("{%- if sidebar %}<nav></nav>{%- endif %}", True),
+        ("<!DOCTYPE html><html><body><p>A page.</p></body></html>", False),
+        ('<pre>f"{{value}}" and {%d} as code shows them</pre>', False),
+    ],
+    ids=["statement", "expression", "trimmed-statement", "page", "braces-in-code"],
+)
+def test_a_themes_jinja_template_is_told_from_a_page(html, template):
+    assert is_template(html) is template
 
 
 @pytest.mark.parametrize(
@@ -508,3 +528,58 @@ def test_a_joined_block_keeps_the_text_exactly_as_printed():
 )
 def test_a_hidden_cells_toggle_loses_its_generic_label(body, rewritten):
     assert name_toggles_by_prompt(body) == rewritten
+
+
+@pytest.mark.parametrize(
+    ("body", "rewritten"),
+    [
+        (
+            '<summary>\n<p class="collapsed admonition-title">Show the solution</p>\n'
+            '<p class="expanded admonition-title">Hide the solution</p>\n</summary>',
+            '<summary>\n<span class="collapsed admonition-title">Show the solution</span>\n'
+            '<span class="expanded admonition-title">Hide the solution</span>\n</summary>',
+        ),
+        (
+            '<p class="collapsed admonition-title">Show &lt;code&gt; &amp; more</p>',
+            '<span class="collapsed admonition-title">Show &lt;code&gt; &amp; more</span>',
+        ),
+        ('<p class="admonition-title">Exercise</p>', '<p class="admonition-title">Exercise</p>'),
+        ("<p>no toggle</p>", "<p>no toggle</p>"),
+    ],
+    ids=["myst-nb-prompts", "escaped-prompt", "admonition-title-kept", "nothing-to-do"],
+)
+def test_a_hidden_cells_prompts_are_phrasing_content(body, rewritten):
+    assert prompts_as_phrasing(body) == rewritten
+
+
+# -- execution_table ---------------------------------------------------------------------------------
+
+
+def status_table(*statuses: nodes.Node) -> nodes.table:
+    """A table as MyST-NB's make_stat_table builds it: a row per page, its status last."""
+    body = nodes.tbody()
+    for number, status in enumerate(statuses):
+        body += nodes.row(
+            "",
+            nodes.entry("", nodes.paragraph(text=f"page-{number}")),
+            nodes.entry("", nodes.paragraph("", "", status)),
+        )
+    return nodes.table("", nodes.tgroup("", body))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "words"),
+    [
+        ([nodes.Text("✅")], ["ok"]),
+        ([nodes.abbreviation("", "", nodes.Text("❌"), explanation="ValueError")], ["failed"]),
+        ([nodes.Text("✅"), nodes.Text("✅")], ["ok", "ok"]),
+        ([nodes.Text("ok")], ["ok"]),
+    ],
+    ids=["succeeded", "failed", "two-pages", "already-words"],
+)
+def test_the_execution_table_marks_each_run_in_words(statuses, words):
+    table = marks_in_words(status_table(*statuses))
+    assert [row[-1].astext() for row in table.findall(nodes.row)] == words
+    assert [row[0].astext() for row in table.findall(nodes.row)] == [f"page-{n}" for n in range(len(words))]
+    for abbreviation in table.findall(nodes.abbreviation):
+        assert abbreviation["explanation"] == "ValueError", "a failure keeps its error as the title"

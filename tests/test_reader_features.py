@@ -20,6 +20,7 @@ from strict_execution import ANSI_ESCAPE
 
 CONF = runpy.run_path(str(ROOT / "conf.py"))
 REPOSITORY_URL = f"https://github.com/{CONF['REPOSITORY']}"
+COLAB = "https://colab.research.google.com"
 
 
 def test_every_page_has_its_own_description(site):
@@ -38,6 +39,30 @@ def test_edit_issue_and_repository_links(site, docname):
     assert f"{REPOSITORY_URL}/edit/{CONF['BRANCH']}/docs/{docname}.md" in links
     assert any(link.startswith(f"{REPOSITORY_URL}/issues/new?") for link in links)
     assert REPOSITORY_URL in links
+
+
+@pytest.mark.parametrize("github_repository", [None, "a-fork/model-state"], ids=["local", "github-actions"])
+def test_the_links_to_github_name_the_repository_the_site_is_built_from(
+    make_project, monkeypatch, github_repository
+):
+    """In GitHub Actions (GITHUB_REPOSITORY set: a fork, or the project after a move), the edit, issue,
+    source and Colab links name the repository the workflow runs in; elsewhere, conf.py's constant."""
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    constant = runpy.run_path(str(ROOT / "conf.py"))["REPOSITORY"]
+    if github_repository:
+        monkeypatch.setenv("GITHUB_REPOSITORY", github_repository)  # the build's subprocess inherits it
+    repository = github_repository or constant
+    project = make_project({"index.md": f"{FRONT_MATTER}(home)=\n# Home\n\nA page of text.\n"})
+    build = sphinx_build(project, project / "docs", project / "_build" / "html")
+    assert build.returncode == 0, build.log
+    url = f"https://github.com/{repository}"
+    links = {a["href"] for a in build.soup("index").select(".article-header-buttons a[href]")}
+    assert f"{url}/edit/{CONF['BRANCH']}/docs/index.md" in links
+    assert any(link.startswith(f"{url}/issues/new?") for link in links)
+    assert url in links
+    assert f"{COLAB}/github/{repository}/blob/{CONF['NOTEBOOKS_BRANCH']}/index.ipynb" in links
+    if github_repository:
+        assert constant not in build.page("index"), "no link is left on the constant"
 
 
 def test_previous_and_next_links_follow_the_navigation_within_the_guide(site):
@@ -162,7 +187,7 @@ def test_the_status_page_lists_every_page_versions_and_machine(site):
     assert sorted(row[0] for row in rows) == PAGES
     for name, modified, method, runtime, status in rows:
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", modified) and method == "cache", name
-        assert float(runtime) > 0 and status == "✅", name
+        assert float(runtime) > 0 and status == "ok", name
     outputs = page.select_one("article").get_text()
     for package in ["jax", "flax", "optax", "torch", "sphinx", "myst-nb"]:
         assert re.search(rf"^{package}\s+{re.escape(version(package))}$", outputs, re.MULTILINE), package
@@ -217,3 +242,25 @@ def test_pages_load_no_font_awesome_script_and_one_stylesheet(site, docname):
     stylesheets = head.select('link[rel="stylesheet"]')
     assert len(stylesheets) == 1 and (site.html / stylesheets[0]["href"]).is_file()
     assert not (site.html / "_static" / "scripts" / "fontawesome.js").exists()
+
+
+# Characters that a system font draws only with a colour-emoji font (elsewhere an empty box, or nothing):
+# those with Unicode's Emoji_Presentation property (emoji-data.txt), the blocks of pictographs from U+1F000
+# whole, and the selector that asks for a character's emoji form (U+FE0F, as in "⚠️"). Symbols whose text
+# form is the default (☰, ✓, ⚠ alone) are left: text fonts have them.
+EMOJI = re.compile(
+    "[\U0001f000-\U0001faff"
+    "\u231a\u231b\u23e9-\u23ec\u23f0\u23f3\u25fd\u25fe\u2614\u2615\u2648-\u2653\u267f\u2693\u26a1"
+    "\u26aa\u26ab\u26bd\u26be\u26c4\u26c5\u26ce\u26d4\u26ea\u26f2\u26f3\u26f5\u26fa\u26fd\u2705"
+    "\u270a\u270b\u2728\u274c\u274e\u2753-\u2755\u2757\u2795-\u2797\u27b0\u27bf\u2b1b\u2b1c\u2b50"
+    "\u2b55\ufe0f]"
+)
+
+
+def test_no_page_needs_a_colour_emoji_font(site):
+    found = {
+        page.relative_to(site.html).as_posix(): sorted(set(EMOJI.findall(page.read_text(encoding="utf8"))))
+        for page in site.html.glob("**/*.html")
+    }
+    assert "✅" in "".join(EMOJI.findall("Status ✅ ⚠️")) and not EMOJI.findall("☰ ✓ ⚠")  # the class itself
+    assert {page: marks for page, marks in found.items() if marks} == {}

@@ -58,6 +58,13 @@ The grouping is the pure function :func:`group_tabs`; :func:`build_tab_sets` app
 doctree and rebuilds the cells into the nodes that sphinx-design's ``tab-set``/``tab-item`` directives
 (with ``:sync-group:`` and ``:sync:``) produce, so that its HTML transform, JavaScript and CSS apply as
 they are.
+
+Every tab-set of the site, these and those of ``tab-set`` directives, gets one fix to sphinx-design's
+HTML: it writes ``aria-controls`` (the id of the panel a tab shows) on the tab's ``<label for=...>``,
+but a label of a form control is not in the accessibility tree on its own (it only names the control),
+so the reference reaches no assistive technology, and the Nu HTML Checker rejects it. The control is the
+tab's radio ``<input>``: :func:`controls_on_inputs` moves the reference there, after sphinx-design's
+HTML transform, and :func:`visit_tab_input` writes it.
 """
 
 import bisect
@@ -66,7 +73,9 @@ from pathlib import Path
 
 from docutils import nodes
 from myst_nb.core.read import create_nb_reader
+from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
+from sphinx_design import tabs
 from sphinx_design.shared import create_component
 
 logger = logging.getLogger(__name__)
@@ -367,6 +376,35 @@ def replace_with_tab_set(tab_nodes: list, side_by_side: bool = False):
     parent.insert(at, tab_set)
 
 
+def controls_on_inputs(tree: nodes.Element) -> None:
+    """Move each tab label's ``aria_controls`` (the id of the panel its tab shows) onto the radio input
+    it labels, in the nodes of sphinx-design's HTML transform; a label whose input is not in ``tree``
+    keeps it."""
+    inputs = {node["id"]: node for node in tree.findall(tabs.sd_tab_input)}
+    for label in tree.findall(tabs.sd_tab_label):
+        if "aria_controls" in label and label.get("input_id") in inputs:
+            inputs[label["input_id"]]["aria_controls"] = label["aria_controls"]
+            del label["aria_controls"]
+
+
+class TabInputsControlPanels(SphinxPostTransform):
+    """Right after sphinx-design's HTML transform of the tab-sets: :func:`controls_on_inputs`."""
+
+    default_priority = tabs.TabSetHtmlTransform.default_priority + 1
+    formats = ("html",)
+
+    def run(self, **kwargs) -> None:
+        controls_on_inputs(self.document)
+
+
+def visit_tab_input(self, node):
+    """sphinx-design's ``<input>``, with the ``aria-controls`` that :func:`controls_on_inputs` gave it."""
+    tabs.visit_tab_input(self, node)
+    if "aria_controls" in node:
+        controls = f'aria-controls="{self.attval(node["aria_controls"])}" '
+        self.body[-1] = self.body[-1].replace("<input ", f"<input {controls}", 1)
+
+
 def purge_failed(app, env, docname):
     failed_pages(env).discard(docname)
 
@@ -399,4 +437,6 @@ def setup(app):
     app.connect("env-get-outdated", reread_failed)
     app.connect("builder-inited", add_stylesheet)
     app.add_css_file(STYLESHEET.name, priority=600)  # after sphinx-design's stylesheet (500)
+    app.add_post_transform(TabInputsControlPanels)
+    app.add_node(tabs.sd_tab_input, override=True, html=(visit_tab_input, tabs.depart_tab_input))
     return {"parallel_read_safe": True, "parallel_write_safe": True}

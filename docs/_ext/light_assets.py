@@ -14,6 +14,9 @@ After an HTML build this extension, without touching the theme:
 
 - removes the ``fontawesome.js`` script from every page and deletes it from ``_static`` (a page that
   still asks for it shows up as a 404 in the browser tests);
+- deletes the Jinja templates that the themes copy into ``_static`` with their static files
+  (``webpack-macros.html``, ``sbt-webpack-macros.html``): unrendered, they are no page of the site, and
+  would be published as broken ones (:func:`is_template`);
 - removes the search scripts from every page but ``search.html``, and defers the scripts that wait for
   the page to load anyway (:data:`DEFERRABLE`); drops the theme's preloads of its deferred scripts,
   which would share the first paint's bandwidth with the stylesheet; images load lazily;
@@ -30,9 +33,9 @@ After an HTML build this extension, without touching the theme:
 Icons and code look as before. It can run again on a site it has lightened (Sphinx rewrites only the
 pages that changed); a font subset and a pruned bundle are made once per input and kept beside the
 doctrees, so that a rebuild with nothing changed stays fast. Usage: add ``"light_assets"`` to
-``extensions``. The text work is in pure functions (:func:`strip_assets`, :func:`bundle_stylesheets`,
-:func:`bundle_css`, :func:`trim_icon_table`, :func:`wanted_codepoints`, :func:`plain_token_classes`,
-:func:`unwrap_tokens`); :func:`lighten_site` applies them to a built site.
+``extensions``. The text work is in pure functions (:func:`strip_assets`, :func:`is_template`,
+:func:`bundle_stylesheets`, :func:`bundle_css`, :func:`trim_icon_table`, :func:`wanted_codepoints`,
+:func:`plain_token_classes`, :func:`unwrap_tokens`); :func:`lighten_site` applies them to a built site.
 """
 
 import hashlib
@@ -56,12 +59,13 @@ SEARCH_SCRIPTS = re.compile(
 )
 SEARCH_PAGE = "search.html"
 # Scripts that only act once the page has loaded: deferred, they stop blocking its first paint. They
-# keep their order (the search index, last, hands its data to the search script); documentation_options.js
-# stays as it is, for the inline scripts that read it.
+# keep their order (search-sections.js changes what searchtools.js defines; the search index, last, hands
+# its data to the search script); documentation_options.js stays as it is, for the inline scripts that
+# read it.
 DEFERRABLE = re.compile(
     r'<script (?![^>]*\b(?:defer|async)\b)([^>]*src="[^"]*'
     r"(?:doctools|sphinx_highlight|clipboard\.min|copybutton|sphinx-book-theme|design-tabs|searchtools"
-    r'|language_data|searchindex)\.js[^"]*"[^>]*)></script>'
+    r'|search-sections|language_data|searchindex)\.js[^"]*"[^>]*)></script>'
 )
 # pydata-sphinx-theme preloads the two scripts it runs deferred at the end of the page: fetched at high
 # priority, they share the bandwidth of the first paint's stylesheet, and nothing runs them sooner.
@@ -97,6 +101,8 @@ PYGMENTS_CSS = "pygments.css"
 NAMED_ICON = re.compile(r'((?:\.fa-[a-z0-9-]+,?)+)\{--fa:"\\([0-9a-f]{1,6}) ?"')
 PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")  # the theme's own icon variables hold the glyph itself
 CLASS_ATTRIBUTE = re.compile(r'class="([^"]*)"')
+# A Jinja statement or expression, as the themes' templates hold them: `{% macro ... %}`, `{{ pathto() }}`.
+JINJA_TAG = re.compile(r"\{%[-+]?\s|\{\{-?\s")
 ICON_NAME = re.compile(r"\bfa-[a-z0-9-]+")
 
 
@@ -107,6 +113,11 @@ def strip_assets(html: str, search_page: bool) -> str:
     if not search_page:
         html = SEARCH_SCRIPTS.sub("", html)
     return EAGER_IMAGE.sub('<img loading="lazy" ', DEFERRABLE.sub(r"<script defer \1></script>", html))
+
+
+def is_template(html: str) -> bool:
+    """Whether an HTML file is a Jinja template, not rendered: it holds a Jinja statement or expression."""
+    return JINJA_TAG.search(html) is not None
 
 
 def plain_token_classes(pygments_css: str, other_css: str) -> set[str]:
@@ -326,10 +337,13 @@ def lighten_site(outdir: Path, theme_dirs: list[str], cache: Path) -> dict[str, 
     lightened is left as it is, and its bundle is made again from the stylesheets its link names.
     """
     static = outdir / "_static"
+    for template in sorted(static.glob("**/*.html")):
+        if is_template(template.read_text(encoding="utf8")):
+            template.unlink()  # the themes' macros, which their layout.html imports from the theme itself
     pages = {
         page: page.read_text(encoding="utf8")
         for page in sorted(outdir.glob("**/*.html"))
-        if page.relative_to(outdir).parts[0] != "_static"  # the themes' template fragments
+        if page.relative_to(outdir).parts[0] != "_static"  # static files, not pages of the site
     }
     for leftover in sorted((static / "scripts").glob("fontawesome.js*")):
         leftover.unlink()  # before the scripts are read: it names every icon there is
