@@ -118,6 +118,10 @@ FOLDERS = ["/work/main", "/root"]
         ("cache in /root/.cache/x", "cache in .cache/x"),
         ("/usr/lib/python3/dist-packages/six.py", "six.py"),
         (
+            "while tracing the function f at /tmp/ipykernel_30599/89453436.py:3 for jit",
+            "while tracing the function f at 89453436.py:3 for jit",
+        ),
+        (
             "a plain output, 1/2 and site-packages as a word",
             "a plain output, 1/2 and site-packages as a word",
         ),

@@ -4,7 +4,9 @@ A traceback names every file of every frame: ``File /work/main/.nox/docs/lib/pyt
 flax/nnx/variablelib.py:1915``. The path up to the library is the build's virtualenv, which says nothing
 to a reader and differs from one build machine to the next. This extension shortens such paths, in every
 cell output of every page, to where the file sits in its library (``flax/nnx/variablelib.py:1915``),
-and drops the repository's own folder and the home folder from any path that starts with them.
+drops the repository's own folder and the home folder from any path that starts with them, and drops
+the kernel's temporary folder from the file a cell ran as (``/tmp/ipykernel_4374/89453436.py`` becomes
+``89453436.py``: the name is a hash of the cell's code, the folder the kernel's process number).
 
 Usage: add ``"build_paths"`` to ``extensions`` after ``"myst_nb"``. The rewrite is the pure function
 :func:`strip_build_paths`, which ``reader_notebooks`` also applies to the notebooks readers download.
@@ -18,11 +20,13 @@ from docutils import nodes
 # Up to and including a library folder: site-packages (a virtualenv's or the system's) or the standard
 # library (…/lib/python3.11/), so that what is left is the file's path inside its library.
 LIBRARY_PREFIX = re.compile(r"(?:/[^\s:'\"()<>]*)?/(?:site-packages|dist-packages|lib/python3\.\d+)/")
+# ipykernel's folder for the files it compiles cells as (ipykernel.compiler.get_tmp_directory).
+KERNEL_FOLDER = re.compile(r"(?:/[^\s:'\"()<>]*)?/ipykernel_\d+/")
 
 
 def strip_build_paths(text: str, folders: list[str]) -> str:
-    """``text`` without library prefixes, and without any of ``folders`` (absolute paths) before a path."""
-    text = LIBRARY_PREFIX.sub("", text)
+    """``text`` without library prefixes and kernel folders, and without ``folders`` before a path."""
+    text = KERNEL_FOLDER.sub("", LIBRARY_PREFIX.sub("", text))
     for folder in sorted(folders, key=len, reverse=True):  # the longest first: a repository in a home
         text = re.sub(re.escape(folder.rstrip("/")) + r"/", "", text)
     return text
