@@ -1,5 +1,9 @@
 """Tasks for building and checking the site: `nox -l` lists them, `nox -s NAME` runs one."""
 
+import json
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -14,10 +18,29 @@ HTML_DIR = "_build/html"
 SPHINX_STRICT = ["sphinx-build", "-c", ".", "-W", "--keep-going", "-n"]
 # What lint needs to parse the pages without running them: no JAX or torch.
 PAGE_TOOLS = ["myst-nb", "sphinx-book-theme", "sphinx-design", "sphinx-copybutton", "tinycss2"]
+# One test process per core; each file's tests in one process, which makes its module fixtures once.
+PYTEST_PARALLEL = ["-n", "auto", "--dist", "loadfile"]
+# The >>> examples: in the pages (*.md) and in the scripts of code/; docs/_ext has none.
+DOCTEST_ARGS = ["--doctest-glob=*.md", "--doctest-modules", "--ignore=docs/_ext", "docs", "code"]
 
 
 def install_stack(session):
     session.install("-r", REQUIREMENTS)
+
+
+def install_browser_checks(session):
+    """The npm packages of the browser checks (axe-core, Lighthouse), and a Chromium in $CHROMIUM."""
+    if not shutil.which("npm"):
+        session.error("no npm: install Node.js 20 (apt-get install nodejs npm, or https://nodejs.org)")
+    # npm ci empties node_modules before it installs: only when node_modules differs from the lock file,
+    # not under the feet of another run that is using them.
+    installed = Path("node_modules/.package-lock.json")
+    locked = json.loads(Path("package-lock.json").read_text())["packages"]
+    locked.pop("")  # the project itself, which npm's record of node_modules leaves out
+    if not installed.is_file() or json.loads(installed.read_text())["packages"] != locked:
+        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+    # $CHROMIUM, Debian's, or Playwright's own; or one line that says how to get one.
+    session.env["CHROMIUM"] = session.run("python", "tests/chromium.py", silent=True).splitlines()[-1]
 
 
 @nox.session(python=PYTHON)
@@ -37,19 +60,21 @@ def serve(session):
     session.run("sphinx-autobuild", "-c", ".", "--watch", "code", "docs", HTML_DIR, *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, default=False)
 def doctest(session):
-    """Run every >>> example in the pages and in the scripts of code/."""
+    """Run every >>> example in the pages and in the scripts of code/ (`tests` runs them too)."""
     install_stack(session)
-    doctest_args = ["--doctest-glob=*.md", "--doctest-modules", "--ignore=docs/_ext"]
-    session.run("pytest", "-p", "no:cacheprovider", *doctest_args, "docs", "code")
+    session.run("pytest", "-p", "no:cacheprovider", *DOCTEST_ARGS)
 
 
 @nox.session(python=PYTHON)
 def tests(session):
-    """The test suite: a clean build of the site, its HTML, the scripts and the extensions."""
+    """The doctests, then the test suite: a clean build, its HTML, the scripts, the extensions and the
+    site in Chromium. One session for both: installing the stack takes longer than the doctests."""
     install_stack(session)
-    session.run("pytest", *session.posargs)
+    install_browser_checks(session)
+    session.run("pytest", "-p", "no:cacheprovider", *DOCTEST_ARGS)
+    session.run("pytest", *PYTEST_PARALLEL, *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -81,15 +106,40 @@ def bench(session):
 def bench_pages(session):
     """Weigh each page's first visit and score it with Lighthouse; write the table into docs/status.md."""
     install_stack(session)
-    session.run("npm", "ci", "--no-audit", "--no-fund", external=True)  # Lighthouse, from package-lock.json
+    install_browser_checks(session)
     session.run(*SPHINX_STRICT, "-j", "auto", "-b", "html", "docs", HTML_DIR)
     session.run("python", "tests/bench_pages.py", "--site", HTML_DIR, *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
-def newest(session):
-    """The test suite against the newest releases of the taught stack (the weekly CI run)."""
+def canary(session, group):
+    """Upgrade one group of requirements.txt to its newest releases, the others pinned; test; report."""
+    folder = f"_build/canary/{session.name}"
+    report = ["python", "tests/canary_report.py"]
     install_stack(session)
-    session.install("--upgrade", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "torch")
-    session.run("pip", "list")
-    session.run("pytest", *session.posargs)
+    install_browser_checks(session)
+    session.run(*report, "plan", folder, group)
+    session.install("--upgrade", "-r", f"{folder}/upgrade.txt", "-c", f"{folder}/held.txt")
+    # The newest release of each, installed alone: the report names those that the rest held back.
+    newest = ["--dry-run", "--quiet", "--no-deps", "--ignore-installed", "--report", f"{folder}/newest.json"]
+    session.run("python", "-m", "pip", "install", *newest, "-r", f"{folder}/upgrade.txt")
+    # A failing test does not stop the canary: the report below lists every failure, then fails the session.
+    any_outcome = range(6)
+    doctests = ["pytest", "-p", "no:cacheprovider", f"--junitxml={folder}/doctests.xml", *DOCTEST_ARGS]
+    session.run(*doctests, success_codes=any_outcome)
+    tests = ["pytest", *PYTEST_PARALLEL, f"--junitxml={folder}/tests.xml", *session.posargs]
+    session.run(*tests, success_codes=any_outcome)
+    session.run(*report, "report", folder, group)
+
+
+# A canary installs afresh, as the weekly CI run does: a virtualenv kept from an earlier run would keep what
+# that run upgraded, and the report would not see it move.
+@nox.session(python=PYTHON, default=False, reuse_venv=False)
+def newest(session):
+    """Weekly canary: the tests with the newest JAX, Flax, Optax, Orbax and PyTorch, the toolchain pinned."""
+    canary(session, "The stack the pages teach")
+
+
+@nox.session(python=PYTHON, default=False, reuse_venv=False, name="newest-toolchain")
+def newest_toolchain(session):
+    """Weekly canary: the tests with the newest Sphinx, MyST-NB, themes and so on, the taught stack pinned."""
+    canary(session, "Building the site")

@@ -1,18 +1,29 @@
-"""Shared fixtures: the site built from scratch, once per test run, and small throwaway projects."""
+"""Shared fixtures: the site built from scratch, once per test run, and small throwaway projects.
 
-import functools
+pytest-xdist runs the tests in several processes (``nox -s tests`` passes ``-n auto``), each with its own
+session fixtures. What is costly to make, the build, the readers' virtualenv and notebook runs, and each
+script's run, is made once a run all the same: the first process that needs it makes it, under a lock,
+and records it in the run's folder; the others wait for it and read the record (:func:`once_per_run`).
+"""
+
 import importlib
+import json
+import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import notebook_runner
 import pytest
 from bs4 import BeautifulSoup
+from filelock import FileLock
 from static_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,17 +98,106 @@ def pytest_addoption(parser):
     )
 
 
+def run_folder(tmp_path_factory) -> Path:
+    """The folder of the whole test run: pytest-xdist gives each process a folder of its own inside it."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+def once_per_run(folder: Path, name: str, make):
+    """What ``make(folder / name)`` returns (JSON), made by the first process of the run that asks for it
+    and read from its record by the others, which wait for it meanwhile."""
+    record = folder / f"{name}.json"
+    with FileLock(folder / f"{name}.lock"):
+        if not record.is_file():
+            record.write_text(json.dumps(make(folder / name)), encoding="utf8")
+        return json.loads(record.read_text(encoding="utf8"))
+
+
 @pytest.fixture(scope="session")
 def site(request, tmp_path_factory) -> Build:
     if built := request.config.getoption("--built-site"):
         return Build(0, "", Path(built).resolve())
-    return clean_build(tmp_path_factory.mktemp("site"))
+
+    def build(work: Path) -> dict:
+        done = clean_build(work)
+        return {"returncode": done.returncode, "log": done.log, "html": str(done.html)}
+
+    made = once_per_run(run_folder(tmp_path_factory), "site", build)
+    return Build(made["returncode"], made["log"], Path(made["html"]))
+
+
+CONF = runpy.run_path(str(ROOT / "conf.py"))
+# Time limits of the readers' notebooks, which catch a hang, not a slow machine: a cell may take twice the
+# build's limit (two notebooks run at once, beside the rest of the machine's work), a notebook 15 minutes
+# (the longest page ran for 2 minutes in the build), and the install into a new virtualenv 15 minutes
+# (5 minutes on 2 cores busy with other work).
+READER_CELL_TIMEOUT = 2 * CONF["nb_execution_timeout"]
+READER_NOTEBOOK_TIMEOUT = 900
+READER_INSTALL_TIMEOUT = 900
+
+
+@dataclass
+class ReaderRun:
+    notebook: nbformat.NotebookNode | None  # as executed, up to where it stopped; None if it never started
+    problem: str | None  # what went wrong, naming the cell (see notebook_runner.problem)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reader_virtualenv_install(request, tmp_path_factory) -> Iterator[Future | None]:
+    """Starts the virtualenv the readers' notebooks run on (notebook_runner.base_virtualenv) with the
+    session, in a thread, when a test of the session needs it: it installs while the site builds (pip
+    mostly waits for the disk and the network, the build for the CPU)."""
+    if not any("reader_virtualenv" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    from reader_notebooks import install_cell, pins
+
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf8")
+    pinned = pins(requirements)
+    # Jupyter's kernel, as a reader has it, at the build's versions: they format the outputs.
+    kernel = [f"{name}=={pinned[name]}" for name in ["ipykernel", "ipython"]]
+    # The install cell every notebook starts with; a page's own additions go into its own virtualenv.
+    install = install_cell(requirements, CONF["reader_notebooks_packages"])
+
+    def make(folder: Path) -> str:
+        return str(notebook_runner.base_virtualenv(folder, kernel, install, READER_INSTALL_TIMEOUT))
+
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(once_per_run, run_folder(tmp_path_factory), "reader-virtualenv", make)
 
 
 @pytest.fixture(scope="session")
-def site_rebuilt(tmp_path_factory) -> Build:
-    """A second clean build, to compare with the first."""
-    return clean_build(tmp_path_factory.mktemp("site-again"))
+def reader_virtualenv(reader_virtualenv_install) -> Path:
+    """A new virtualenv with Jupyter's kernel, in which the install cell of the notebooks has run."""
+    return Path(reader_virtualenv_install.result())
+
+
+@pytest.fixture(scope="session")
+def reader_runs(request, site, reader_virtualenv, tmp_path_factory) -> dict[str, ReaderRun]:
+    """The notebooks a reader downloads from the site (``_sources/<page>.ipynb``), each run top to bottom
+    in a virtualenv of its own with only what its install cell installs (tests/notebook_runner.py), as
+    many at a time as there are cores: those of the pages that this session's tests ask about."""
+    assert site.returncode == 0, site.log
+    asked = [item for item in request.session.items if "reader_runs" in item.fixturenames]
+    docnames = sorted({item.callspec.params["docname"] for item in asked})
+
+    def run(work: Path, docname: str) -> list:
+        virtualenv, out = work / docname / "venv", work / docname / f"{docname}.ipynb"
+        notebook_runner.overlay_virtualenv(virtualenv, reader_virtualenv)
+        notebook = site.html / "_sources" / f"{docname}.ipynb"
+        problem = notebook_runner.run(notebook, virtualenv, out, READER_CELL_TIMEOUT, READER_NOTEBOOK_TIMEOUT)
+        return [str(out) if out.is_file() else None, problem]
+
+    def run_all(work: Path) -> dict:
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            return dict(zip(docnames, pool.map(lambda docname: run(work, docname), docnames), strict=True))
+
+    made = once_per_run(run_folder(tmp_path_factory), "reader-runs", run_all)
+    return {
+        docname: ReaderRun(nbformat.read(out, as_version=4) if out else None, problem)
+        for docname, (out, problem) in made.items()
+    }
 
 
 @pytest.fixture
@@ -126,19 +226,32 @@ def served_site(site) -> Iterator[str]:
         yield url
 
 
-@functools.cache
+SCRIPT_RUNS: Path  # where run_script records each run: set at the start of the session, below
+
+
+@pytest.fixture(scope="session", autouse=True)
+def script_runs(tmp_path_factory) -> None:
+    global SCRIPT_RUNS
+    SCRIPT_RUNS = run_folder(tmp_path_factory)
+
+
 def run_script(name: str) -> str:
-    """Run code/<name>.py from the repository root as a reader would, warnings as errors, once a session."""
-    done = subprocess.run(
-        [sys.executable, "-W", "error", str(ROOT / "code" / f"{name}.py")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, f"code/{name}.py failed:\n{done.stderr}"
-    assert "Warning" not in done.stdout + done.stderr, f"code/{name}.py printed a warning"
-    return done.stdout
+    """Run code/<name>.py from the repository root as a reader would, warnings as errors, once a run."""
+
+    def run(_: Path) -> list:
+        done = subprocess.run(
+            [sys.executable, "-W", "error", str(ROOT / "code" / f"{name}.py")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return [done.returncode, done.stdout, done.stderr]
+
+    returncode, stdout, stderr = once_per_run(SCRIPT_RUNS, f"script-{name}", run)
+    assert returncode == 0, f"code/{name}.py failed:\n{stderr}"
+    assert "Warning" not in stdout + stderr, f"code/{name}.py printed a warning"
+    return stdout
 
 
 def import_script(name: str):

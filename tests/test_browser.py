@@ -6,8 +6,9 @@ WCAG AA contrast in the dark theme; a first visit under its weight budget. Acros
 the framework tabs, the dark-mode toggle and the copy button; and every HTML file is valid HTML (the Nu
 HTML Checker).
 
-Needs Debian's Chromium (or the browser at $CHROMIUM) and ``npm ci`` (axe-core, vnu-jar); `.ci/run`
-installs both. The HTML checker runs on the machine's Java (11 or later).
+Needs a Chromium (tests/chromium.py finds one) and the npm packages (axe-core, vnu-jar), which
+``nox -s tests`` provides; the HTML checker runs on the machine's Java (11 or later), which `.ci/run`
+installs where there is none.
 """
 
 import json

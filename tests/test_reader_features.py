@@ -15,7 +15,7 @@ from conftest import DOCS, FRONT_MATTER, PAGES, ROOT, sphinx_build
 from fontTools.ttLib import TTFont
 from jupyter_cache import get_cache
 from light_assets import ICON_NAME, icon_codepoints
-from reader_notebooks import install_line
+from reader_notebooks import install_cell, page_packages
 from strict_execution import ANSI_ESCAPE
 
 CONF = runpy.run_path(str(ROOT / "conf.py"))
@@ -102,7 +102,8 @@ def test_the_page_downloads_as_markdown_and_as_a_notebook(site, docname):
     notebook = nbformat.read(site.html / "_sources" / f"{docname}.ipynb", as_version=4)
     nbformat.validate(notebook)
     requirements = (ROOT / "requirements.txt").read_text(encoding="utf8")
-    assert notebook.cells[0].source == install_line(requirements, CONF["reader_notebooks_packages"])
+    packages = [*CONF["reader_notebooks_packages"], *page_packages(site.notebook(docname).metadata)]
+    assert notebook.cells[0].source == install_cell(requirements, packages)
     # The rest is the page as it ran: its cells, in order, with their outputs (and the notes before the
     # expected errors).
     executed = site.notebook(docname)

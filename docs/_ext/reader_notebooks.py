@@ -7,7 +7,25 @@ without them (MyST-NB merges the cached outputs into a copy). This extension rep
 notebook a reader needs outside this site: the page's cells with their outputs from the execution
 cache, after a first cell that installs the pinned stack::
 
-    %pip install --quiet jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 ...
+    # PyTorch's CPU build, from PyTorch's index (PyPI's torch for Linux is the CUDA build, several GB).
+    # Where that index cannot be reached, this line fails and the next one gets torch from PyPI.
+    %pip install --quiet torch==2.13.0 --no-deps --index-url https://download.pytorch.org/whl/cpu
+    %pip install --quiet jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 ... torch==2.13.0 ...
+
+Torch comes first, alone, the way PyTorch's own install instructions get its CPU build: from its wheel
+index (``--index-url``), since PyPI's torch for Linux is the CUDA build (16 ``nvidia-*`` packages, several
+GB) that no page uses. The next line then finds torch installed and takes its dependencies (``--no-deps``
+left them out), and the rest of the stack, from PyPI. Where PyTorch's index cannot be reached, the first
+line fails after pip's few seconds of retries, ``%pip`` goes on, and the second installs torch from PyPI:
+the notebook still runs. PyTorch's index is not an ``--extra-index-url`` of the whole line because pip
+would then ask it about every package, and pay those retries for each one where it cannot be reached.
+
+A page that imports more than the stack every page gets declares it in its front matter, and its
+notebook installs that too, at the version of ``requirements.txt`` (the status page prints the
+versions of the build's tools)::
+
+    reader_notebook:
+      packages: [sphinx, myst-nb]
 
 Before each cell that raises an exception on purpose (tagged ``raises-exception``) it puts a short note:
 Jupyter's "Run all" goes on past such a cell, Colab's stops there.
@@ -22,10 +40,10 @@ link would open the ``.md`` source, which Colab cannot read).
 
 Configuration (conf.py): ``reader_notebooks_repository`` ("owner/name"), ``reader_notebooks_branch``,
 ``reader_notebooks_requirements`` (path of requirements.txt), ``reader_notebooks_packages`` (the
-distributions to install, each pinned in requirements.txt). Usage: add ``"reader_notebooks"`` to
-``extensions`` after ``"sphinx_book_theme"`` is the theme, with ``launch_buttons`` holding a
-``colab_url``. The pure parts are :func:`pins`, :func:`install_line`, :func:`reader_notebook` and
-:func:`colab_url`.
+distributions every notebook installs, each pinned in requirements.txt). Usage: add
+``"reader_notebooks"`` to ``extensions`` after ``"sphinx_book_theme"`` is the theme, with
+``launch_buttons`` holding a ``colab_url``. The pure parts are :func:`pins`, :func:`install_line`,
+:func:`install_cell`, :func:`page_packages`, :func:`reader_notebook` and :func:`colab_url`.
 """
 
 import re
@@ -42,6 +60,12 @@ EXPECTED_ERROR_NOTE = (
     "to go on, select the cell after it and choose *Runtime > Run after*."
 )
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;#]+)")
+# Torch first, alone, from PyTorch's CPU index: see the module's docstring.
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+PYTORCH_CPU_NOTE = (
+    "# PyTorch's CPU build, from PyTorch's index (PyPI's torch for Linux is the CUDA build, several GB).\n"
+    "# Where that index cannot be reached, this line fails and the next one gets torch from PyPI."
+)
 
 
 def pins(requirements: str) -> dict[str, str]:
@@ -64,12 +88,30 @@ def installed_pins(packages: list[str]) -> str:
 
 
 def install_line(requirements: str, packages: list[str]) -> str:
-    """The notebook's first cell: pip-install each package at its version in requirements.txt."""
+    """One %pip line that installs each package at its version in requirements.txt."""
     pinned = pins(requirements)
     missing = [name for name in packages if normalise(name) not in pinned]
     if missing:
-        raise ConfigError(f"reader_notebooks_packages: not pinned with == in requirements.txt: {missing}")
+        raise ConfigError(f"not pinned with == in requirements.txt: {missing}")
     return "%pip install --quiet " + " ".join(f"{name}=={pinned[normalise(name)]}" for name in packages)
+
+
+def install_cell(requirements: str, packages: list[str]) -> str:
+    """The notebook's first cell: torch alone from PyTorch's CPU index, if it is one of the packages, then
+    every package from PyPI (which finds torch installed, or installs it where that index failed)."""
+    line = install_line(requirements, packages)
+    if "torch" not in map(normalise, packages):
+        return line
+    torch = f"{install_line(requirements, ['torch'])} --no-deps --index-url {PYTORCH_CPU_INDEX}"
+    return "\n".join([PYTORCH_CPU_NOTE, torch, line])
+
+
+def page_packages(metadata: dict) -> list[str]:
+    """What a page's front matter adds to its notebook's install cell (``reader_notebook: packages:``)."""
+    declared = metadata.get("reader_notebook", {}).get("packages", [])
+    if not isinstance(declared, list) or not all(isinstance(name, str) for name in declared):
+        raise ConfigError(f"reader_notebook: packages must be a list of distribution names, not {declared!r}")
+    return declared
 
 
 def tagged(cell: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
@@ -115,9 +157,13 @@ def write_notebook(app, pagename, templatename, context, doctree):
     executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
     pinned = Path(config.reader_notebooks_requirements)
     packages = config.reader_notebooks_packages
-    requirements = pinned.read_text(encoding="utf8") if pinned.is_file() else installed_pins(packages)
-    install = install_line(requirements, packages)
     page = nbformat.read(executed, as_version=4)
+    try:
+        packages = [*packages, *page_packages(page.metadata)]
+        requirements = pinned.read_text(encoding="utf8") if pinned.is_file() else installed_pins(packages)
+        install = install_cell(requirements, packages)
+    except ConfigError as error:
+        raise ConfigError(f"{pagename}: reader notebook: {error}") from None
     if config.nb_execution_mode == "cache":
         page = with_cached_outputs(page, config.nb_execution_cache_path)
     notebook = reader_notebook(page, install)
