@@ -35,6 +35,10 @@ PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s#;]+)\s
 BUILD_PROBLEM = re.compile(r": (WARNING|ERROR|CRITICAL): |^Extension error")
 # Sphinx colours its log; JUnit XML cannot hold the escape character, so pytest writes it as "#x1B".
 COLOUR = re.compile(r"(\x1b|#x1B)\[[0-9;]*m")
+# A doctest's report numbers the file's lines up to the example that failed ("005 >>> x + 1"), then says
+# what it expected and what it got, or which exception it raised.
+DOCTEST_EXAMPLE = re.compile(r"(?P<line>\d+) +(?P<source>>>> .*)")
+DOCTEST_BLOCK = re.compile(r"(?P<which>Expected|Got)(:| (?P<empty>nothing))")
 # An issue's body holds 65,536 characters: the failures are grouped by what went wrong, and the list cut.
 MOST_WAYS, MOST_TESTS_A_WAY = 20, 5
 
@@ -133,7 +137,9 @@ class Outcome:
 
 def node_id(classname: str, name: str) -> str:
     """pytest's id of a JUnit case: ``tests.test_site``, ``test_z``: ``tests/test_site.py::test_z``."""
-    if not classname:  # a module that could not be collected: its dotted path is the name
+    if not classname:  # a file that could not be collected: its dotted path is the name
+        if name.endswith(".md"):  # a page whose doctests could not be collected
+            return name.removesuffix(".md").replace(".", "/") + ".md"
         return name.replace(".", "/") + ".py"
     if classname.endswith(".md"):  # a page's doctests
         return classname.removesuffix(".md").replace(".", "/") + ".md::" + name
@@ -145,15 +151,46 @@ def node_id(classname: str, name: str) -> str:
 
 
 def summary(message: str, details: str) -> str:
-    """The line of a failure that says what went wrong: a build's first warning, else the exception."""
+    """The line of a failure that says what went wrong: a build's first warning, a doctest's example and
+    what it gave, else the exception."""
     details = COLOUR.sub("", details)
     lines = [COLOUR.sub("", line).strip() for line in message.splitlines()]
+    if doctest := doctest_summary(lines):
+        return shorten(doctest)
     # pytest marks the lines of the error with "E" in the first column.
     error = [line[1:].strip() for line in details.splitlines() if line.startswith("E ")]
     for line in [*lines, *error]:
         if BUILD_PROBLEM.search(line):
             return shorten(line)
     return shorten(next((line for line in [*error, *lines] if line), "(no message)"))
+
+
+def doctest_summary(lines: list[str]) -> str | None:
+    """``line 5: >>> x + 1: expected 3, got 2`` from a doctest's report, or None for other reports."""
+    examples = [number for number, line in enumerate(lines) if DOCTEST_EXAMPLE.fullmatch(line)]
+    if not examples:
+        return None
+    example = DOCTEST_EXAMPLE.fullmatch(lines[examples[-1]])
+    where = f"line {int(example['line'])}: {example['source']}"
+    after = lines[examples[-1] + 1 :]
+    if after and after[0].startswith("UNEXPECTED EXCEPTION: "):
+        return f"{where}: raised {after[0].removeprefix('UNEXPECTED EXCEPTION: ')}"
+    # "Expected:" and "Got:" each head a block of lines that ends at a blank one; "Got nothing" has none.
+    said: dict[str, list[str]] = {}
+    block = None
+    for line in after:
+        if heading := DOCTEST_BLOCK.fullmatch(line):
+            said[heading["which"]] = ["nothing"] if heading["empty"] else []
+            block = None if heading["empty"] else said[heading["which"]]
+        elif not line:
+            block = None
+        elif block is not None:
+            block.append(line)
+    if not said:
+        return where
+    return (
+        f"{where}: expected {' '.join(said.get('Expected', ['?']))}, got {' '.join(said.get('Got', ['?']))}"
+    )
 
 
 def shorten(line: str, most: int = 200) -> str:
@@ -169,15 +206,16 @@ def failed_tests(junit_xml: str) -> Outcome:
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     if root.tag not in ("testsuite", "testsuites") or not suites:
         raise ValueError(f"not JUnit XML: the root is <{root.tag}>, with no <testsuite>")
-    ran, failed = 0, {}
+    ran, failed = set(), {}
     for case in (case for suite in suites for case in suite.iter("testcase")):
+        test = node_id(case.get("classname", ""), case.get("name", ""))
+        # A test that fails and then errors in its teardown has two <testcase> elements: it ran once.
         if case.find("skipped") is None:
-            ran += 1
+            ran.add(test)
         for problem in (*case.findall("failure"), *case.findall("error")):
-            test = node_id(case.get("classname", ""), case.get("name", ""))
             # A test that fails and then errors in its teardown is listed once, for its first problem.
             failed.setdefault(test, Failure(test, summary(problem.get("message", ""), problem.text or "")))
-    return Outcome(ran, list(failed.values()))
+    return Outcome(len(ran), list(failed.values()))
 
 
 def issue_body(
@@ -195,9 +233,12 @@ def issue_body(
     ran = sum(outcome.ran for outcome in outcomes.values() if outcome)
     failures = [failure for outcome in outcomes.values() if outcome for failure in outcome.failed]
     missing = [name for name, outcome in outcomes.items() if outcome is None]
+    empty = [name for name, outcome in outcomes.items() if outcome and not outcome.ran]
     verdict = f"**{len(failures)} of {ran} failed**" if failures else f"all {ran} passed"
     if missing:
         verdict += f"; {' and '.join(missing)} wrote no results (see the run's log)"
+    if empty:
+        verdict += f"; **{' and '.join(empty)} ran no test** (see the run's log)"
     lines = [
         f"The canary upgraded the group *{heading}* of requirements.txt ({', '.join(upgraded)}) to the "
         f"newest releases that install together, held every other pin, and ran {' and '.join(outcomes)}: "

@@ -151,6 +151,7 @@ def test_newest_releases_refuses(text, error):
         ("tests.test_browser", "test_axe[index-dark]", "tests/test_browser.py::test_axe[index-dark]"),
         ("tests.test_x.TestThing", "test_y", "tests/test_x.py::TestThing::test_y"),
         ("", "tests.test_broken", "tests/test_broken.py"),
+        ("", "docs.jax-state.md", "docs/jax-state.md"),
         ("docs.jax-state.md", "jax-state.md", "docs/jax-state.md::jax-state.md"),
         ("code.jax_state", "jax_state.main", "code/jax_state.py::jax_state.main"),
     ],
@@ -164,6 +165,11 @@ loading translations [en]... done
 /site/docs/flax-nnx.md:42: WARNING: cell 3 raised AttributeError: 'Linear' has no 'kernel'
 /site/docs/pitfalls.md:7: WARNING: second problem
 build finished with problems, 2 warnings."""
+
+
+DOCTEST_REPORT = (
+    "001 # Page\n002 \n003 ```python\n004 >>> x = 1\n005 >>> x + 1\n{}\n/site/docs/page.md:5: DocTestFailure"
+)
 
 
 @pytest.mark.parametrize(
@@ -195,7 +201,32 @@ build finished with problems, 2 warnings."""
             "E         #x1B[91m/site/docs/cost.md: WARNING: Executing notebook failed: Timeout#x1B[39;49;00m",
             "/site/docs/cost.md: WARNING: Executing notebook failed: Timeout",
         ),
-        ("001 >>> 1 + 1\nExpected:\n    3\nGot:\n    2", "", "001 >>> 1 + 1"),
+        # doctest reports as pytest writes them: the file's lines up to the failing example, then the outcome
+        (
+            DOCTEST_REPORT.format("Expected:\n    3\nGot:\n    2\n"),
+            "",
+            "line 5: >>> x + 1: expected 3, got 2",
+        ),
+        (
+            DOCTEST_REPORT.format("Expected:\n    3\n    4\nGot nothing\n"),
+            "",
+            "line 5: >>> x + 1: expected 3 4, got nothing",
+        ),
+        (
+            DOCTEST_REPORT.format("Expected nothing\nGot:\n    2\n"),
+            "",
+            "line 5: >>> x + 1: expected nothing, got 2",
+        ),
+        (
+            DOCTEST_REPORT.format(
+                "UNEXPECTED EXCEPTION: ValueError(\"invalid literal for int() with base 10: 'x'\")\n"
+                "Traceback (most recent call last):\n"
+                '  File "<doctest raise.md[1]>", line 1, in <module>\n'
+                "ValueError: invalid literal for int() with base 10: 'x'"
+            ),
+            "",
+            "line 5: >>> x + 1: raised ValueError(\"invalid literal for int() with base 10: 'x'\")",
+        ),
         ("", "", "(no message)"),
         ("ValueError: " + "boom " * 100, "", "ValueError: " + ("boom " * 100)[:187] + "…"),
     ],
@@ -210,7 +241,9 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testcase classname="tests.test_a" name="test_skip"><skipped message="no GPU"/></testcase>
 <testcase classname="tests.test_a" name="test_fail[2]">
   <failure message="AssertionError: x is not&#10;one">E   AssertionError: x is not</failure>
-  <error message="failed on teardown with &quot;OSError&quot;">E   OSError: gone</error>
+</testcase>
+<testcase classname="tests.test_a" name="test_fail[2]">
+  <error message="failed on teardown with &quot;OSError: gone&quot;">E   OSError: gone</error>
 </testcase>
 <testcase classname="tests.test_a.TestK" name="test_m">
   <failure message="ValueError: boom">E   ValueError: boom</failure>
@@ -313,6 +346,13 @@ def test_issue_body_when_nothing_moved_and_a_run_wrote_no_results():
     assert "Nothing: the pins are the newest releases that install together.\n" in body
     assert "### Not at their newest release" not in body
     assert "### What failed" not in body
+
+
+def test_issue_body_says_a_run_that_ran_no_test():
+    body = issue_body(STACK, ["jax"], [], [], {"doctests": Outcome(0, []), "tests": Outcome(13, [])})
+    assert body.splitlines()[0].endswith(
+        "ran doctests and tests: all 13 passed; **doctests ran no test** (see the run's log)."
+    )
 
 
 def test_issue_body_says_a_failure_with_nothing_moved_is_no_release_s():
