@@ -268,6 +268,12 @@ def floats_after(label: str, text: str) -> list[float]:
     return [float(value) for value in re.findall(re.escape(label) + r"\s*(-?\d[\d.]*(?:e[-+]?\d+)?)", text)]
 
 
+def rank_output(text: str, rank: int) -> str:
+    """The lines that PyTorch rank ``rank`` printed, from a script's ``rank N | line`` lines."""
+    prefix = f"rank {rank} | "
+    return "\n".join(line.removeprefix(prefix) for line in text.splitlines() if line.startswith(prefix))
+
+
 def section(out: str, title: str) -> str:
     """The lines a script prints under its ``== title`` header, up to the next header."""
     return out.split(f"== {title}")[1].split("\n== ")[0]
