@@ -28,6 +28,7 @@ extensions = [
     "framework_tabs",  # cells tagged tab-pytorch/tab-linen/tab-nnx become synced tabs
     "api_links",  # API names link to the official docs, offline
     "strict_execution",  # a failing cell names its page, cell and error
+    "kernel_history",  # the pages' kernels keep no IPython history, which parallel kernels corrupt
     "build_paths",  # no path of the build machine in any output
     "expected_errors",  # an error shown on purpose: labelled, its message in full, its traceback folded
     "page_rules",  # house rules: no unexecuted Python block, a label on every page, no .ipynb

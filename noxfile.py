@@ -19,7 +19,8 @@ SPHINX_STRICT = ["sphinx-build", "-c", ".", "-W", "--keep-going", "-n"]
 # What lint needs to parse the pages without running them: no JAX or torch.
 PAGE_TOOLS = ["myst-nb", "sphinx-book-theme", "sphinx-design", "sphinx-copybutton", "tinycss2"]
 # One test process per core; each file's tests in one process, which makes its module fixtures once.
-PYTEST_PARALLEL = ["-n", "auto", "--dist", "loadfile"]
+# The slowest tests at the end of the log: the suite must stay under CI's 20 minutes as pages are added.
+PYTEST_PARALLEL = ["-n", "auto", "--dist", "loadfile", "--durations=25"]
 # The >>> examples: in the pages (*.md) and in the scripts of code/; docs/_ext has none.
 DOCTEST_ARGS = ["--doctest-glob=*.md", "--doctest-modules", "--ignore=docs/_ext", "docs", "code"]
 

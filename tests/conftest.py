@@ -29,6 +29,8 @@ from static_server import serve
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))  # the local extensions, for their unit tests
+from kernel_history import ipython_dir_without_history  # noqa: E402
+
 # Every page of the site, by its Sphinx name.
 PAGES = sorted(path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md"))
 
@@ -96,6 +98,16 @@ def pytest_addoption(parser):
         metavar="HTML_DIR",
         help="test this built site, not a fresh build (for page tests; its log and cache are not checked)",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernels_without_history(tmp_path_factory) -> Iterator[None]:
+    """The kernels this run starts, beside each other (builds', readers'), keep no IPython history: one
+    that collides with another in the shared history prints an error into a cell's output (see
+    docs/_ext/kernel_history.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IPYTHONDIR", str(ipython_dir_without_history(tmp_path_factory.mktemp("ipython"))))
+        yield
 
 
 def run_folder(tmp_path_factory) -> Path:
