@@ -14,7 +14,11 @@ docs/status.md between its "page-bench" markers. A benchmark, not a test: it fai
 Targets: under 250 KiB transferred (500 KiB for a page with interactive trees or plots, which carry
 their own scripts or images); Lighthouse performance >= 0.98, accessibility, best practices and SEO 1.0.
 
-    python tests/bench_pages.py [--site DIR] [--runs 5] [--no-write]
+    python tests/bench_pages.py [--site DIR] [--runs 5] [--no-write] [--pages NAME ...]
+
+``--pages`` measures only the pages named (``sharded-state``) and replaces their rows in the table
+already on the status page, adding a row for a new page; the rows of the other pages stay as they were
+measured.
 """
 
 import argparse
@@ -93,11 +97,11 @@ def lighthouse(url: str) -> dict[str, float]:
     }
 
 
-def measure(site: Path, runs: int) -> list[dict]:
+def measure(site: Path, runs: int, names: list[str]) -> list[dict]:
     rows = []
     with serve(site) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        for name in pages(site):
+        for name in names:
             url = base + name
             transferred, decoded, requests = weigh(browser, url)
             scores = [lighthouse(url) for _ in range(runs)]
@@ -151,9 +155,32 @@ def table(rows: list[dict], runs: int) -> str:
     return "\n".join(lines)
 
 
-def write_table(text: str) -> None:
+def row_page(line: str) -> str:
+    """The page of a table row: ``| porting (plots) | 101 ...`` is ``porting``."""
+    return line.split("|")[1].split()[0]
+
+
+def is_row(line: str) -> bool:
+    """A row of the table, not its heading or the line under it."""
+    return line.startswith("| ") and not line.startswith(("| page |", "| ---"))
+
+
+def replace_rows(old: str, new: str) -> str:
+    """The table ``old`` with the rows of ``new`` in place of those of the same pages, and the rows of
+    pages it lacked added, in page order; its other rows and its heading as they were."""
+    fresh = {row_page(line): line for line in new.splitlines() if is_row(line)}
+    lines = old.splitlines()
+    kept = {row_page(line): line for line in lines if is_row(line)} | fresh
+    first = next(number for number, line in enumerate(lines) if is_row(line))
+    rest = [line for line in lines[first:] if not is_row(line)]
+    return "\n".join([*lines[:first], *(kept[page] for page in sorted(kept)), *rest])
+
+
+def write_table(text: str, only_these_pages: bool) -> None:
     page = STATUS_PAGE.read_text(encoding="utf8")
     start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    if only_these_pages:
+        text = replace_rows(page[start:end].strip(), text)
     STATUS_PAGE.write_text(page[:start] + "\n\n" + text + "\n\n" + page[end:], encoding="utf8")
 
 
@@ -163,15 +190,17 @@ def main() -> None:
     # Lighthouse's own advice against its run-to-run variance: the median of five runs.
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--pages", nargs="+", metavar="NAME", help="measure these pages only (no .html)")
     options = parser.parse_args()
-    rows = measure(options.site, options.runs)
+    names = [f"{name}.html" for name in options.pages] if options.pages else pages(options.site)
+    rows = measure(options.site, options.runs, names)
     text = table(rows, options.runs)
     print(text)
     for row in rows:
         if row["failing"]:
             print(f"{row['page']}: Lighthouse audits below 1: {', '.join(row['failing'])}")
     if not options.no_write:
-        write_table(text)
+        write_table(text, only_these_pages=bool(options.pages))
 
 
 if __name__ == "__main__":
