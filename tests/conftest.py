@@ -14,6 +14,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -278,6 +279,24 @@ def import_script(name: str):
 def floats_after(label: str, text: str) -> list[float]:
     """Every number printed right after ``label``, in order."""
     return [float(value) for value in re.findall(re.escape(label) + r"\s*(-?\d[\d.]*(?:e[-+]?\d+)?)", text)]
+
+
+def assert_no_machine_paths(site: Build, page: str) -> None:
+    """No output of ``page`` names a temporary folder or a memory address, and none but an expected
+    error's (whose traceback names the libraries' files) names site-packages or /tmp."""
+    folder = re.compile(re.escape(tempfile.gettempdir()) + r"/tmp\w{8}\b")  # tempfile's folder names
+    for cell in site.soup(page).select("div.cell:has(div.cell_output)"):
+        output = cell.select_one("div.cell_output").get_text()
+        assert not folder.search(output) and not re.search(r"0x[0-9a-f]{6,}", output)
+        if "tag_raises-exception" not in cell["class"]:
+            assert "site-packages" not in output and "/tmp" not in output
+
+
+def written_program(page: str) -> str:
+    """The file a page writes with ``%%writefile {WORKER}``: the body of that cell, as a notebook runs it."""
+    text = (DOCS / f"{page}.md").read_text(encoding="utf8")
+    (body,) = re.findall(r"%%capture\n%%writefile \{WORKER\}\n(.*?)\n```\n", text, re.DOTALL)
+    return body + "\n"
 
 
 def rank_output(text: str, rank: int) -> str:

@@ -3,11 +3,20 @@
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
-from conftest import CONF, ROOT, floats_after, import_script, rank_output, run_script, section
+from conftest import (
+    CONF,
+    ROOT,
+    assert_no_machine_paths,
+    floats_after,
+    import_script,
+    rank_output,
+    run_script,
+    section,
+    written_program,
+)
 
 PAGE = "sharded-state"
 
@@ -362,19 +371,7 @@ def test_page_exercise_predicts_and_measures(site):
 
 
 def test_page_prints_no_path_of_the_build_machine(site):
-    folder = re.compile(re.escape(tempfile.gettempdir()) + r"/tmp\w{8}\b")  # tempfile's folder names
-    for cell in site.soup(PAGE).select("div.cell:has(div.cell_output)"):
-        output = cell.select_one("div.cell_output").get_text()
-        assert not folder.search(output) and not re.search(r"0x[0-9a-f]{6,}", output)
-        if "tag_raises-exception" not in cell["class"]:  # a traceback names the library's files
-            assert "site-packages" not in output and "/tmp" not in output
-
-
-def written_program(page):
-    """The file a page writes with %%writefile (the body of that cell, as the notebook runs it)."""
-    text = (ROOT / "docs" / f"{page}.md").read_text(encoding="utf8")
-    (body,) = re.findall(r"%%capture\n%%writefile \{WORKER\}\n(.*?)\n```\n", text, re.DOTALL)
-    return body + "\n"
+    assert_no_machine_paths(site, PAGE)
 
 
 def test_the_page_writes_the_rank_program_of_the_repository(site):
