@@ -34,6 +34,7 @@ from light_assets import (
     unwrap_tokens,
     wanted_codepoints,
 )
+from own_stylesheet import folder_is_missing
 from page_description import HOW, description_problem, duplicates
 from reader_notebooks import colab_url, install_line, pins, reader_notebook
 from sphinx.errors import ConfigError
@@ -583,3 +584,20 @@ def test_the_execution_table_marks_each_run_in_words(statuses, words):
     assert [row[0].astext() for row in table.findall(nodes.row)] == [f"page-{n}" for n in range(len(words))]
     for abbreviation in table.findall(nodes.abbreviation):
         assert abbreviation["explanation"] == "ValueError", "a failure keeps its error as the title"
+
+
+# -- own_stylesheet ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("static_paths", "missing"),
+    [
+        (["docs/_static"], False),  # this site's conf.py
+        (["_static"], True),  # a folder of the same name elsewhere
+        (["docs/../docs/_static"], False),  # the same folder, spelled another way
+        ([], True),  # a throwaway project's conf.py
+    ],
+)
+def test_an_extensions_stylesheet_folder_is_added_only_where_missing(tmp_path, static_paths, missing):
+    (tmp_path / "docs" / "_static").mkdir(parents=True)
+    assert folder_is_missing(tmp_path, static_paths, tmp_path / "docs" / "_static") is missing

@@ -73,6 +73,7 @@ from pathlib import Path
 
 from docutils import nodes
 from myst_nb.core.read import create_nb_reader
+from own_stylesheet import publish_stylesheet
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx_design import tabs
@@ -418,16 +419,6 @@ def reread_failed(app, env, added, changed, removed):
     return sorted(failed_pages(env) & env.found_docs)
 
 
-def add_stylesheet(app):
-    """builder-inited handler: copy framework-tabs.css with the static files, unless conf.py already does."""
-    if app.builder.format != "html":
-        return
-    folder = STYLESHEET.parent.resolve()
-    paths = app.config.html_static_path
-    if all((Path(app.confdir) / path).resolve() != folder for path in paths):
-        paths.append(str(folder))
-
-
 def setup(app):
     app.setup_extension("myst_nb")
     app.setup_extension("sphinx_design")
@@ -435,8 +426,7 @@ def setup(app):
     app.connect("env-purge-doc", purge_failed)
     app.connect("env-merge-info", merge_failed)
     app.connect("env-get-outdated", reread_failed)
-    app.connect("builder-inited", add_stylesheet)
-    app.add_css_file(STYLESHEET.name, priority=600)  # after sphinx-design's stylesheet (500)
+    publish_stylesheet(app, STYLESHEET, priority=600)  # after sphinx-design's stylesheet (500)
     app.add_post_transform(TabInputsControlPanels)
     app.add_node(tabs.sd_tab_input, override=True, html=(visit_tab_input, tabs.depart_tab_input))
     return {"parallel_read_safe": True, "parallel_write_safe": True}

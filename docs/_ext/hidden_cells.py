@@ -17,6 +17,8 @@ Usage: add ``"hidden_cells"`` to ``extensions``. The pure parts are :func:`name_
 import re
 from pathlib import Path
 
+from own_stylesheet import publish_stylesheet
+
 MYST_NB_SUMMARY = '<summary aria-label="Toggle hidden content">'
 # The two prompts of a MyST-NB toggle, as its HTML visitor writes them (the text is escaped: no "<").
 MYST_NB_PROMPT = re.compile(r'<p class="((?:collapsed|expanded) admonition-title)">([^<]*)</p>')
@@ -37,18 +39,7 @@ def rewrite_body(app, pagename, templatename, context, doctree):
         context["body"] = prompts_as_phrasing(name_toggles_by_prompt(context["body"]))
 
 
-def add_stylesheet(app):
-    """builder-inited handler: copy hidden-cells.css with the static files, unless conf.py already does."""
-    if app.builder.format != "html":
-        return
-    folder = STYLESHEET.parent.resolve()
-    paths = app.config.html_static_path
-    if all((Path(app.confdir) / path).resolve() != folder for path in paths):
-        paths.append(str(folder))
-
-
 def setup(app):
-    app.connect("builder-inited", add_stylesheet)
     app.connect("html-page-context", rewrite_body)
-    app.add_css_file(STYLESHEET.name, priority=600)  # after MyST-NB's stylesheet (its own rules: 500)
+    publish_stylesheet(app, STYLESHEET, priority=600)  # after MyST-NB's stylesheet (its own rules: 500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
