@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))  # the local extensions, for their unit tests
 from kernel_history import ipython_dir_without_history  # noqa: E402
+from strict_execution import ANSI_ESCAPE  # noqa: E402
 
 # Every page of the site, by its Sphinx name.
 PAGES = sorted(path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md"))
@@ -85,6 +86,18 @@ def sphinx_build(confdir: Path, srcdir: Path, outdir: Path, *options: str) -> Bu
         [*command, *options, str(srcdir), str(outdir)], capture_output=True, text=True, timeout=1200
     )
     return Build(done.returncode, done.stdout + done.stderr, outdir)
+
+
+# Sphinx's own messages. The kernels' log lines reach the build log too (they write to the stderr they
+# inherit: "[IPKernelApp] WARNING | ..."), and a kernel on a loaded machine may log an error of its own.
+SPHINX_LEVELS = "WARNING|ERROR|CRITICAL"
+
+
+def sphinx_messages(log: str, levels: str = SPHINX_LEVELS) -> list[str]:
+    """The lines of a build log where Sphinx reports at one of ``levels`` (``page.md:22: ERROR: ...``),
+    read without colour codes: a message without a location starts with one (``\\x1b[91mWARNING: ``)."""
+    message = re.compile(rf"\b({levels}): ")
+    return [line for line in ANSI_ESCAPE.sub("", log).splitlines() if message.search(line)]
 
 
 def clean_build(work: Path) -> Build:

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, sphinx_build
+from conftest import ROOT, sphinx_build, sphinx_messages
 
 CELL = "```{{code-cell}} ipython3\n{}\n```\n"
 DESCRIPTION = re.compile(r'description: "([^"]+)"')
@@ -128,5 +128,5 @@ def test_a_new_page_from_the_template_builds_cleanly(site_copy):
     (docs / "index.md").write_text(index.replace("\npage-template\n", "\npage-template\nnew-topic\n"))
     result = build(site_copy)
     assert result.returncode == 0, result.log
-    assert not re.search(r"\b(WARNING|ERROR): ", result.log), result.log
+    assert not sphinx_messages(result.log), result.log
     assert (site_copy / "_build" / "html" / "new-topic.html").exists()

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 from build_paths import strip_build_paths
-from conftest import DOCS, PAGES, ROOT, run_script, sphinx_build
+from conftest import DOCS, PAGES, ROOT, run_script, sphinx_build, sphinx_messages
 from strict_execution import ANSI_ESCAPE
 
 
@@ -20,13 +20,9 @@ def output_text(output) -> str:
     return ANSI_ESCAPE.sub("", output.get("text") or output.get("data", {}).get("text/plain", ""))
 
 
-# Sphinx's own format; the kernel's "[IPKernelApp] WARNING | running over TCP" notice is not one.
-SPHINX_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL): ")
-
-
 def test_build_succeeds_without_warnings(site):
     assert site.returncode == 0, site.log
-    assert not SPHINX_PROBLEM.search(site.log), site.log
+    assert not sphinx_messages(site.log), site.log
 
 
 @pytest.mark.parametrize("docname", PAGES)

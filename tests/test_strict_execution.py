@@ -1,7 +1,7 @@
 """The build's strictness really fires: a broken cell fails it, with a message that names the page."""
 
 import pytest
-from conftest import FRONT_MATTER, sphinx_build
+from conftest import FRONT_MATTER, SPHINX_LEVELS, sphinx_build, sphinx_messages
 from strict_execution import (
     check_expected_error,
     describe_failure,
@@ -81,24 +81,21 @@ def test_describe_failure(traceback, line, message_start, message_end):
     assert "\x1b" not in message, "colour codes are stripped"
 
 
-def sphinx_errors(log: str) -> list[str]:
-    """The errors Sphinx reports in a build log (``page.md:22: ERROR: ...``). The kernels' own log lines
-    reach the build log too (they write to the stderr they inherit, ``[IPKernelApp] WARNING | ...``), and
-    a kernel on a loaded machine may log an error of its own: not a message of the build."""
-    return [line for line in log.splitlines() if "ERROR: " in line]
-
-
 @pytest.mark.parametrize(
-    ("log", "errors"),
+    ("log", "levels", "found"),
     [
-        ("/p/docs/broken.md:22: ERROR: a cell tagged raises-exception ran without raising\n", 1),
-        ("\x1b[91mERROR: no such page\x1b[39;49;00m\n", 1),  # coloured, no location
-        ("[IPKernelApp] ERROR | Error in message handler\n", 0),  # the kernel's own log
-        ("reading sources... [ 50%] broken\n", 0),
+        ("/p/docs/broken.md:22: ERROR: a cell tagged raises-exception ran without raising\n", "ERROR", 1),
+        ("\x1b[91mERROR: no such page\x1b[39;49;00m\n", "ERROR", 1),  # coloured, no location
+        ("\x1b[91mWARNING: no such page\x1b[39;49;00m\n", "ERROR", 0),  # not an error
+        ("\x1b[91mWARNING: no such page\x1b[39;49;00m\n", SPHINX_LEVELS, 1),
+        ("CRITICAL: the theme is missing\n", SPHINX_LEVELS, 1),
+        ("[IPKernelApp] ERROR | Error in message handler\n", "ERROR", 0),  # the kernel's own log
+        ("[IPKernelApp] WARNING | Kernel is running over TCP without encryption.\n", SPHINX_LEVELS, 0),
+        ("build succeeded.\n", SPHINX_LEVELS, 0),
     ],
 )
-def test_sphinx_errors_are_the_builds_messages(log, errors):
-    assert len(sphinx_errors(log)) == errors
+def test_sphinx_messages_are_the_builds_own(log, levels, found):
+    assert len(sphinx_messages(log, levels)) == found
 
 
 def build(make_project, *cells, options=()):
@@ -138,9 +135,8 @@ def test_an_expected_error_is_allowed_but_must_happen(make_project):
         f"{project / 'docs' / 'broken.md'}:22: ERROR: a cell tagged raises-exception ran without raising"
         in (result.log)
     )
-    assert len(sphinx_errors(result.log)) == 1, (
-        f"the cell that did raise is fine: {sphinx_errors(result.log)}"
-    )
+    errors = sphinx_messages(result.log, "ERROR")
+    assert len(errors) == 1, f"the cell that did raise is fine: {errors}"
 
 
 def test_a_parse_only_build_does_not_judge_expected_errors(make_project):
@@ -305,9 +301,8 @@ def test_an_expected_error_of_another_type_fails_the_build_at_its_cell(make_proj
         f"{broken}:32: ERROR: a cell tagged raises:ValueError must also be tagged raises-exception"
         in result.log
     )
-    assert len(sphinx_errors(result.log)) == 3, (
-        f"the cell that raised what it names is fine: {sphinx_errors(result.log)}"
-    )
+    errors = sphinx_messages(result.log, "ERROR")
+    assert len(errors) == 3, f"the cell that raised what it names is fine: {errors}"
 
 
 def test_a_parse_only_build_still_checks_the_tags(make_project):
@@ -321,6 +316,5 @@ def test_a_parse_only_build_still_checks_the_tags(make_project):
     assert (
         f"{project / 'docs' / 'broken.md'}:22: ERROR: a cell tagged raises:ValueError must also" in result.log
     )
-    assert len(sphinx_errors(result.log)) == 1, (
-        f"without outputs, a cell that did not raise is not judged: {sphinx_errors(result.log)}"
-    )
+    errors = sphinx_messages(result.log, "ERROR")
+    assert len(errors) == 1, f"without outputs, a cell that did not raise is not judged: {errors}"
